@@ -1,0 +1,161 @@
+//! Application state, the router, and serving with graceful shutdown.
+
+use std::{path::Path, sync::Arc};
+
+use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::sync::watch;
+
+use crate::{
+    auth::{Keys, Passwords, token},
+    config::Config,
+    db,
+    error::ErrorChain,
+    graphql::{self, ConfabSchema},
+    realtime::{Broker, MemoryBroker, PgBroker},
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything a request may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub broker: Arc<dyn Broker>,
+    pub keys: Keys,
+    pub passwords: Passwords,
+    pub config: Arc<Config>,
+    /// Flips to true when the server is shutting down; live sockets close.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A built application: state, schema, and the switch that shuts it down.
+#[derive(Clone)]
+pub struct App {
+    pub state: AppState,
+    pub schema: ConfabSchema,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl App {
+    /// Connects, migrates, and assembles everything `serve` needs.
+    pub async fn build(config: Config) -> Result<Self, BoxError> {
+        let db = db::connect(&config.database_url).await?;
+        db::migrate(&db).await?;
+        let described = db::describe(&db, &config.database_url).await?;
+        tracing::info!(
+            backend = described.backend,
+            database = %described.database,
+            migration = %described.migration,
+            "database ready"
+        );
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => load_or_create_secret(&config.data_dir)?,
+        };
+        let keys = Keys::new(secret.as_bytes(), config.access_token_ttl, config.refresh_token_ttl);
+        let passwords = Passwords::new(config.bcrypt_cost).await?;
+        let broker: Arc<dyn Broker> = match db.get_database_backend() {
+            DbBackend::Postgres => Arc::new(PgBroker::start(db.get_postgres_connection_pool().clone()).await?),
+            _ => Arc::new(MemoryBroker::default()),
+        };
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = AppState {
+            db,
+            broker,
+            keys,
+            passwords,
+            config: Arc::new(config),
+            shutdown,
+        };
+        let schema = graphql::build(Some(state.clone()), state.config.dev_mode);
+        Ok(Self { state, schema, shutdown: Arc::new(shutdown_tx) })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.clone())
+    }
+
+    /// Tells live WebSockets to close; HTTP requests in flight finish.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Serves on `listener` until `signal` resolves, then drains.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY");
+            }
+        });
+        let app = self.clone();
+        let router = self.router();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down");
+                app.begin_shutdown();
+            })
+            .await
+    }
+}
+
+/// The JWT secret kept in the data directory (mode 0600), made on first start.
+fn load_or_create_secret(data_dir: &Path) -> Result<String, BoxError> {
+    let path = data_dir.join("jwt_secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_owned();
+        if !secret.is_empty() {
+            tracing::warn!(path = %path.display(), "JWT_SECRET not set: using the secret kept in the data directory");
+            return Ok(secret);
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret = token::random_secret();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path)?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    tracing::warn!(
+        path = %path.display(),
+        "JWT_SECRET not set: generated a random secret and kept it in the data directory"
+    );
+    Ok(secret)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %ErrorChain(&err), "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %ErrorChain(&err), "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,105 @@
+//! Connecting, migrating, and telling the operator which database this is.
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+/// Connects to `url`. SQLite gets WAL and a single pooled connection: every
+/// write is then serialised in-process instead of failing with SQLITE_BUSY
+/// when two deferred transactions upgrade at once.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    if let Some(path) = sqlite_path(url) {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| DbErr::Custom(format!("creating {}: {e}", dir.display())))?;
+            }
+        }
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    } else {
+        opts.max_connections(20).min_connections(1);
+    }
+    Database::connect(opts).await
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Applies every pending migration. On PostgreSQL an advisory lock keeps two
+/// instances starting at once from migrating over each other.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        const LOCK_KEY: i64 = 0x00c0_0f_ab;
+        let mut conn = db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(|e| DbErr::Custom(format!("acquiring migration lock connection: {e}")))?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| DbErr::Custom(format!("taking migration lock: {e}")))?;
+        let result = Migrator::up(db, None).await;
+        let _ = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        result
+    } else {
+        Migrator::up(db, None).await
+    }
+}
+
+/// What the start log says: backend, database name, migration version. Never a password.
+#[derive(Debug)]
+pub struct Description {
+    pub backend: &'static str,
+    pub database: String,
+    pub migration: String,
+}
+
+pub async fn describe(db: &DatabaseConnection, url: &str) -> Result<Description, DbErr> {
+    let backend = match db.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::Sqlite => "sqlite",
+        _ => "other",
+    };
+    let database = match db.get_database_backend() {
+        DbBackend::Postgres => db
+            .query_one_raw(sea_orm::Statement::from_string(DbBackend::Postgres, "SELECT current_database() AS name"))
+            .await?
+            .map(|row| row.try_get::<String>("", "name"))
+            .transpose()?
+            .unwrap_or_default(),
+        _ => sqlite_path(url).unwrap_or(":memory:").to_owned(),
+    };
+    let migration = Migrator::get_applied_migrations(db)
+        .await?
+        .last()
+        .map(|m| m.name().to_owned())
+        .unwrap_or_else(|| "none".to_owned());
+    Ok(Description { backend, database, migration })
+}
+
+/// Ready: the database answers and no migration is pending.
+pub async fn ready(db: &DatabaseConnection) -> bool {
+    if db.ping().await.is_err() {
+        return false;
+    }
+    matches!(Migrator::get_pending_migrations(db).await, Ok(pending) if pending.is_empty())
+}

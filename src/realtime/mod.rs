@@ -1,0 +1,50 @@
+//! Live events between a committed write and the subscriptions it concerns.
+//!
+//! Events are wake-ups carrying ids, never payloads: a subscriber re-reads
+//! the database from its last position, so one that lagged catches up with no
+//! gap and no duplicate. Every buffer is bounded. Events are routed per topic
+//! (a room, a user), so a delivery costs only the subscribers it concerns.
+
+mod hub;
+mod memory;
+mod postgres;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use hub::{Hub, TopicReceiver};
+pub use memory::MemoryBroker;
+pub use postgres::PgBroker;
+
+use crate::error::AppResult;
+
+/// Who an event concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Topic {
+    Room(Uuid),
+    User(Uuid),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A message was committed in a room.
+    Message { room_id: Uuid, message_id: Uuid },
+    /// A direct message was committed between two users.
+    DirectMessage { message_id: Uuid },
+    /// `user_id` left the room, or (None) the room was deleted.
+    MembershipEnded { room_id: Uuid, user_id: Option<Uuid> },
+    /// Events may have been missed (the broker reconnected): re-read.
+    Resync,
+}
+
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Call after the commit that the event announces.
+    async fn publish(&self, topic: Topic, event: Event) -> AppResult<()>;
+    /// This instance's subscribers.
+    fn hub(&self) -> &Hub;
+    fn subscribe(&self, topic: Topic) -> TopicReceiver {
+        self.hub().subscribe(topic)
+    }
+}

@@ -1,0 +1,41 @@
+//! Business rules and queries, one file per domain. Nothing here knows GraphQL.
+
+pub mod follows;
+pub mod page;
+pub mod sessions;
+pub mod users;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// The current time at the precision both databases keep (microseconds), so
+/// a timestamp reads back exactly as it was written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Time-ordered ids (UUID v7) keep the primary-key indexes compact.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+/// Text limits, counted in characters (Unicode scalar values).
+pub fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Content rules shared by messages, direct messages and posts: 1–4,000
+/// characters after trimming, no NUL (PostgreSQL text cannot hold it).
+pub fn validate_content(content: &str) -> crate::error::AppResult<()> {
+    use crate::error::AppError;
+    if content.contains('\0') {
+        return Err(AppError::bad_input("content must not contain NUL characters"));
+    }
+    let len = char_len(content.trim());
+    if len == 0 {
+        return Err(AppError::bad_input("content must not be empty"));
+    }
+    if len > 4000 {
+        return Err(AppError::bad_input("content must be at most 4000 characters"));
+    }
+    Ok(())
+}

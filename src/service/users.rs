@@ -1,0 +1,229 @@
+//! Accounts and profiles.
+
+use entity::user;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, Func},
+};
+use uuid::Uuid;
+
+use crate::{
+    auth::Passwords,
+    error::{AppError, AppResult},
+    service::{char_len, new_id, now},
+};
+
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub display_name: Option<String>,
+}
+
+/// Profile changes: `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Default)]
+pub struct ProfileChanges {
+    pub display_name: Option<Option<String>>,
+    pub avatar_url: Option<Option<String>>,
+    pub is_private: Option<bool>,
+    pub identity_key: Option<Option<String>>,
+}
+
+pub fn validate_username(username: &str) -> AppResult<()> {
+    let ok_len = (3..=32).contains(&username.len());
+    let ok_chars = username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(AppError::bad_input(
+            "username must be 3–32 characters of letters, digits and underscores",
+        ))
+    }
+}
+
+pub fn validate_email(email: &str) -> AppResult<()> {
+    let bad = || AppError::bad_input("email address is not valid");
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+    let domain_ok = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn validate_display_name(name: &str) -> AppResult<()> {
+    if name.contains('\0') || name.trim().is_empty() || char_len(name) > 100 {
+        return Err(AppError::bad_input("display name must be 1–100 characters"));
+    }
+    Ok(())
+}
+
+fn validate_avatar_url(url: &str) -> AppResult<()> {
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    if !scheme_ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AppError::bad_input("avatar URL must be an http(s) URL of at most 2048 characters"));
+    }
+    Ok(())
+}
+
+/// Base64 (standard alphabet, padded) of 1 to 1,024 bytes.
+pub fn validate_identity_key(key: &str) -> AppResult<()> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let bad = || AppError::bad_input("identity key must be base64 of at most 1024 bytes");
+    if key.len() > 4 * 1024usize.div_ceil(3) {
+        return Err(bad());
+    }
+    let bytes = STANDARD.decode(key).map_err(|_| bad())?;
+    if bytes.is_empty() || bytes.len() > 1024 {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn lower(col: user::Column) -> Expr {
+    Func::lower(Expr::col(col)).into()
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
+pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(lower(user::Column::Username).eq(username.to_lowercase()))
+        .one(db)
+        .await?)
+}
+
+/// The user a login names: by username or by email, either in any case.
+async fn find_by_login(db: &impl ConnectionTrait, login: &str) -> AppResult<Option<user::Model>> {
+    let login = login.trim().to_lowercase();
+    let column = if login.contains('@') { user::Column::Email } else { user::Column::Username };
+    Ok(user::Entity::find().filter(lower(column).eq(login)).one(db).await?)
+}
+
+/// Creates the account. The caller issues its first session in `txn`.
+pub async fn register(
+    txn: &impl ConnectionTrait,
+    passwords: &Passwords,
+    input: Registration,
+) -> AppResult<user::Model> {
+    validate_username(&input.username)?;
+    let email = input.email.trim().to_owned();
+    validate_email(&email)?;
+    Passwords::validate(&input.password)?;
+    let display_name = input.display_name.filter(|s| !s.trim().is_empty());
+    if let Some(name) = &display_name {
+        validate_display_name(name)?;
+    }
+    if find_by_username(txn, &input.username).await?.is_some() {
+        return Err(AppError::Conflict("that username is taken".into()));
+    }
+    let email_taken = user::Entity::find()
+        .filter(lower(user::Column::Email).eq(email.to_lowercase()))
+        .one(txn)
+        .await?
+        .is_some();
+    if email_taken {
+        return Err(AppError::Conflict("that email address is already registered".into()));
+    }
+    let password_hash = passwords.hash(&input.password).await?;
+    let now = now();
+    let model = user::ActiveModel {
+        id: Set(new_id()),
+        username: Set(input.username),
+        display_name: Set(display_name),
+        avatar_url: Set(None),
+        email: Set(email),
+        password_hash: Set(password_hash),
+        is_private: Set(false),
+        is_official: Set(false),
+        identity_key: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    // A concurrent registration of the same name loses on the unique index: CONFLICT.
+    Ok(model.insert(txn).await?)
+}
+
+/// The user whose credentials these are. Unknown login and wrong password
+/// fail alike, in about the same time.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    passwords: &Passwords,
+    login: &str,
+    password: &str,
+) -> AppResult<user::Model> {
+    let user = find_by_login(db, login).await?;
+    let ok = passwords
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await?;
+    match user {
+        Some(user) if ok => Ok(user),
+        _ => Err(AppError::Unauthenticated("wrong login or password".into())),
+    }
+}
+
+pub async fn update_profile(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    changes: ProfileChanges,
+) -> AppResult<user::Model> {
+    if let Some(Some(name)) = &changes.display_name {
+        validate_display_name(name)?;
+    }
+    if let Some(Some(url)) = &changes.avatar_url {
+        validate_avatar_url(url)?;
+    }
+    if let Some(Some(key)) = &changes.identity_key {
+        validate_identity_key(key)?;
+    }
+    let txn = db.begin().await?;
+    let current = user::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("the signed-in user no longer exists".into()))?;
+    let going_public = current.is_private && changes.is_private == Some(false);
+    let mut model: user::ActiveModel = current.into();
+    if let Some(v) = changes.display_name {
+        model.display_name = Set(v);
+    }
+    if let Some(v) = changes.avatar_url {
+        model.avatar_url = Set(v);
+    }
+    if let Some(v) = changes.is_private {
+        model.is_private = Set(v);
+    }
+    if let Some(v) = changes.identity_key {
+        model.identity_key = Set(v);
+    }
+    model.updated_at = Set(now());
+    let updated = model.update(&txn).await?;
+    if going_public {
+        crate::service::follows::accept_all_pending(&txn, user_id).await?;
+    }
+    txn.commit().await?;
+    Ok(updated)
+}
+
+/// Sets or clears the verified badge. Only the admin CLI calls this.
+pub async fn set_official(db: &DatabaseConnection, username: &str, official: bool) -> AppResult<user::Model> {
+    let user = find_by_username(db, username)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no user named {username}")))?;
+    let mut model: user::ActiveModel = user.into();
+    model.is_official = Set(official);
+    model.updated_at = Set(now());
+    Ok(model.update(db).await?)
+}
