@@ -47,8 +47,24 @@ pub fn with_database(base: &str, name: &str) -> String {
     }
 }
 
-const TEMPLATE: &str = "confab_test_template";
 static TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
+
+/// Names are per checkout, so test runs of two checkouts on one server never
+/// drop each other's databases.
+fn checkout_tag() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    env!("CARGO_MANIFEST_DIR").hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
+}
+
+fn template_name() -> String {
+    format!("confab_tpl_{}", checkout_tag())
+}
+
+fn test_db_prefix() -> String {
+    format!("confab_t_{}_", checkout_tag())
+}
 
 async fn admin_exec(base: &str, sql: &str) {
     use sea_orm::ConnectionTrait;
@@ -64,7 +80,11 @@ async fn prepare_template(base: &str) {
     let rows = conn
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT datname FROM pg_database WHERE datname LIKE 'confab_t_%' OR datname = 'confab_test_template'",
+            format!(
+                "SELECT datname FROM pg_database WHERE datname LIKE '{}%' OR datname = '{}'",
+                test_db_prefix(),
+                template_name()
+            ),
         ))
         .await
         .expect("list test databases");
@@ -74,11 +94,11 @@ async fn prepare_template(base: &str) {
             .await
             .expect("drop old test database");
     }
-    conn.execute_unprepared(&format!("CREATE DATABASE \"{TEMPLATE}\""))
+    conn.execute_unprepared(&format!("CREATE DATABASE \"{}\"", template_name()))
         .await
         .expect("create template");
     conn.close().await.expect("close");
-    let template = sea_orm::Database::connect(with_database(base, TEMPLATE)).await.expect("connect template");
+    let template = sea_orm::Database::connect(with_database(base, &template_name())).await.expect("connect template");
     confab::db::migrate(&template).await.expect("migrate template");
     template.close().await.expect("close template");
 }
@@ -88,8 +108,8 @@ impl TestDb {
         match postgres_base_url() {
             Some(base) => {
                 TEMPLATE_READY.get_or_init(|| prepare_template(&base)).await;
-                let name = format!("confab_t_{}", uuid::Uuid::now_v7().simple());
-                admin_exec(&base, &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{TEMPLATE}\"")).await;
+                let name = format!("{}{}", test_db_prefix(), uuid::Uuid::now_v7().simple());
+                admin_exec(&base, &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", template_name())).await;
                 Self { url: with_database(&base, &name), _dir: None }
             }
             None => {
