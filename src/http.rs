@@ -308,8 +308,16 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_vec(&response) {
-        Ok(body) => body,
+    let body = match serde_json::to_value(&response) {
+        Ok(mut body) => {
+            // A request that never executed has no `data` entry at all.
+            if request_failed {
+                if let Some(map) = body.as_object_mut() {
+                    map.remove("data");
+                }
+            }
+            body.to_string()
+        }
         Err(_) => return request_error(StatusCode::INTERNAL_SERVER_ERROR, media, "internal server error", "INTERNAL_SERVER_ERROR"),
     };
     let mut out = (status, body).into_response();
