@@ -18,7 +18,9 @@ pub struct Loaders {
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection, _viewer: Option<Viewer>) -> Self {
-        Self { users: DataLoader::new(UserLoader { db: db.clone() }, tokio::spawn) }
+        Self {
+            users: DataLoader::new(UserLoader { db: db.clone() }, tokio::spawn),
+        }
     }
 }
 

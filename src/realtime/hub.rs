@@ -21,7 +21,9 @@ pub struct Hub {
 impl Hub {
     fn topics(&self) -> MutexGuard<'_, HashMap<Topic, broadcast::Sender<Event>>> {
         // A panic while holding this lock leaves a map that is still consistent.
-        self.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn subscribe(&self, topic: Topic) -> TopicReceiver {
@@ -30,16 +32,20 @@ impl Hub {
             .entry(topic)
             .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
             .subscribe();
-        TopicReceiver { hub: self.clone(), topic, receiver }
+        TopicReceiver {
+            hub: self.clone(),
+            topic,
+            receiver,
+        }
     }
 
     /// Hands `event` to this instance's subscribers of `topic`. Never blocks.
     pub fn dispatch(&self, topic: Topic, event: Event) {
         let mut topics = self.topics();
-        if let Some(sender) = topics.get(&topic) {
-            if sender.send(event).is_err() {
-                topics.remove(&topic);
-            }
+        if let Some(sender) = topics.get(&topic)
+            && sender.send(event).is_err()
+        {
+            topics.remove(&topic);
         }
     }
 

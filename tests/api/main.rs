@@ -1,11 +1,12 @@
 //! The one integration test binary (every extra tests/*.rs relinks everything).
 //! Run with `cargo test`; set TEST_DATABASE_URL=postgres://… for PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support;
 
 mod auth;
+mod cli;
 mod http_protocol;
 mod migrations;
 mod schema;
