@@ -23,6 +23,10 @@ use crate::{
     graphql::{self, context::RequestViewer, loaders::Loaders},
 };
 
+/// A request that takes longer than this is answered 408; subscriptions live
+/// on the WebSocket, which this does not limit.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(graphiql_page))
@@ -32,6 +36,11 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 async fn graphiql_page() -> impl IntoResponse {
