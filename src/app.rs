@@ -6,7 +6,7 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::watch;
 
 use crate::{
-    auth::{Keys, Passwords, token},
+    auth::{Keys, LoginLimiter, Passwords, token},
     config::Config,
     db,
     error::ErrorChain,
@@ -23,6 +23,7 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub keys: Keys,
     pub passwords: Passwords,
+    pub login_limiter: LoginLimiter,
     pub config: Arc<Config>,
     /// Flips to true when the server is shutting down; live sockets close.
     pub shutdown: watch::Receiver<bool>,
@@ -70,6 +71,7 @@ impl App {
             broker,
             keys,
             passwords,
+            login_limiter: LoginLimiter::new(config.login_max_failures, config.login_window),
             config: Arc::new(config),
             shutdown,
         };

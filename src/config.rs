@@ -18,6 +18,9 @@ pub struct Config {
     pub dev_mode: bool,
     /// How long a WebSocket may take to send `connection_init`.
     pub ws_init_timeout: Duration,
+    /// Failed sign-ins per login name allowed in `login_window`.
+    pub login_max_failures: u32,
+    pub login_window: Duration,
 }
 
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
@@ -37,6 +40,8 @@ impl Config {
             body_limit: 64 * 1024,
             dev_mode: false,
             ws_init_timeout: Duration::from_secs(3),
+            login_max_failures: 10,
+            login_window: Duration::from_secs(15 * 60),
         }
     }
 

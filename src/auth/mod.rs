@@ -1,8 +1,10 @@
 //! Passwords, tokens, and who is asking.
 
+pub mod limiter;
 pub mod password;
 pub mod token;
 
+pub use limiter::LoginLimiter;
 pub use password::Passwords;
 pub use token::{AccessClaims, Keys};
 

@@ -229,9 +229,14 @@ impl AuthMutation {
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
         let run = async {
-            let user =
-                users::authenticate(&state.db, &state.passwords, &input.login, &input.password)
-                    .await?;
+            let user = users::authenticate(
+                &state.db,
+                &state.passwords,
+                &state.login_limiter,
+                &input.login,
+                &input.password,
+            )
+            .await?;
             let session = sessions::start(&state.db, &state.keys, user.id).await?;
             Ok::<_, AppError>(AuthPayload::new(session, User::as_self(user)))
         };

@@ -9,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::Passwords,
+    auth::{LoginLimiter, Passwords},
     error::{AppError, AppResult},
     service::{char_len, new_id, now},
 };
@@ -174,20 +174,28 @@ pub async fn register(
 }
 
 /// The user whose credentials these are. Unknown login and wrong password
-/// fail alike, in about the same time.
+/// fail alike, in about the same time, and count alike toward the limit.
 pub async fn authenticate(
     db: &DatabaseConnection,
     passwords: &Passwords,
+    limiter: &LoginLimiter,
     login: &str,
     password: &str,
 ) -> AppResult<user::Model> {
+    limiter.check(login)?;
     let user = find_by_login(db, login).await?;
     let ok = passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
     match user {
-        Some(user) if ok => Ok(user),
-        _ => Err(AppError::Unauthenticated("wrong login or password".into())),
+        Some(user) if ok => {
+            limiter.record_success(login);
+            Ok(user)
+        }
+        _ => {
+            limiter.record_failure(login);
+            Err(AppError::Unauthenticated("wrong login or password".into()))
+        }
     }
 }
 

@@ -455,3 +455,39 @@ async fn two_instances_on_one_database_share_accounts_and_signing_keys() {
         one.db.url.starts_with("postgres")
     );
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_are_rate_limited_per_login() {
+    let app = TestApp::spawn_with(|c| c.login_max_failures = 3).await;
+    app.register("rita").await;
+    let attempt = |login: &'static str, password: &'static str| {
+        app.gql(
+            None,
+            LOGIN,
+            json!({ "i": { "login": login, "password": password } }),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            error_code(&attempt("rita", "wrong password").await),
+            "UNAUTHENTICATED"
+        );
+        assert_eq!(
+            error_code(&attempt("ghost", "wrong password").await),
+            "UNAUTHENTICATED"
+        );
+    }
+    // Limited now, even with the right password, and alike for the unknown name.
+    assert_eq!(
+        error_code(&attempt("RITA", "correct horse").await),
+        "RATE_LIMITED"
+    );
+    assert_eq!(
+        error_code(&attempt("ghost", "wrong password").await),
+        "RATE_LIMITED"
+    );
+    // Other logins are not affected.
+    app.register("sam").await;
+    let ok = attempt("sam", "correct horse").await;
+    assert!(ok.get("errors").is_none(), "{ok}");
+}
