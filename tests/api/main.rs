@@ -9,5 +9,6 @@ mod auth;
 mod http_protocol;
 mod migrations;
 mod schema;
+mod social;
 mod unit;
 mod ws;
