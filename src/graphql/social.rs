@@ -42,12 +42,19 @@ fn page<K: CursorKey>(
     Page::new(first, last, after, before)
 }
 
-fn follow_edges(list: ListKind, slice: Slice<(ChronoDateTime<Utc>, user::Model)>) -> UserConnection {
-    UserConnection::new(slice, |(at, u)| (id::encode_cursor(list, &at, u.id), User::new(u)))
+fn follow_edges(
+    list: ListKind,
+    slice: Slice<(ChronoDateTime<Utc>, user::Model)>,
+) -> UserConnection {
+    UserConnection::new(slice, |(at, u)| {
+        (id::encode_cursor(list, &at, u.id), User::new(u))
+    })
 }
 
 fn post_edges(list: ListKind, slice: Slice<post::Model>) -> PostConnection {
-    PostConnection::new(slice, |p| (id::encode_cursor(list, &p.created_at, p.id), Post::new(p)))
+    PostConnection::new(slice, |p| {
+        (id::encode_cursor(list, &p.created_at, p.id), Post::new(p))
+    })
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -72,15 +79,35 @@ fn count(n: Option<i64>) -> i32 {
 }
 
 pub async fn followers_count(ctx: &Context<'_>, user: Uuid) -> async_graphql::Result<i32> {
-    Ok(count(ctx.loaders().followers_count.load_one(user).await.map_err(gql_err)?))
+    Ok(count(
+        ctx.loaders()
+            .followers_count
+            .load_one(user)
+            .await
+            .map_err(gql_err)?,
+    ))
 }
 
 pub async fn following_count(ctx: &Context<'_>, user: Uuid) -> async_graphql::Result<i32> {
-    Ok(count(ctx.loaders().following_count.load_one(user).await.map_err(gql_err)?))
+    Ok(count(
+        ctx.loaders()
+            .following_count
+            .load_one(user)
+            .await
+            .map_err(gql_err)?,
+    ))
 }
 
-pub async fn viewer_follow_status(ctx: &Context<'_>, user: Uuid) -> async_graphql::Result<Option<FollowStatus>> {
-    let status = ctx.loaders().viewer_follow_status.load_one(user).await.map_err(gql_err)?;
+pub async fn viewer_follow_status(
+    ctx: &Context<'_>,
+    user: Uuid,
+) -> async_graphql::Result<Option<FollowStatus>> {
+    let status = ctx
+        .loaders()
+        .viewer_follow_status
+        .load_one(user)
+        .await
+        .map_err(gql_err)?;
     Ok(status.map(Into::into))
 }
 
@@ -97,9 +124,15 @@ pub async fn user_connections(
         Side::Following => ListKind::Following,
     };
     let page = page(list, first, last, after, before).extend()?;
-    let slice = follows::connections(ctx.db(), ctx.viewer().map(|v| v.user_id), owner, side, &page)
-        .await
-        .extend()?;
+    let slice = follows::connections(
+        ctx.db(),
+        ctx.viewer().map(|v| v.user_id),
+        owner,
+        side,
+        &page,
+    )
+    .await
+    .extend()?;
     Ok(follow_edges(list, slice))
 }
 
@@ -119,7 +152,9 @@ pub async fn user_posts(
 
 /// `node(id:)` for a post: null when missing or hidden from the viewer.
 pub async fn post_node(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Post>> {
-    let post = posts::find_visible(ctx.db(), ctx.viewer().map(|v| v.user_id), id).await.extend()?;
+    let post = posts::find_visible(ctx.db(), ctx.viewer().map(|v| v.user_id), id)
+        .await
+        .extend()?;
     Ok(post.map(Post::new))
 }
 
@@ -158,7 +193,10 @@ impl Post {
     /// Where a beacon was posted; null unless isBeacon.
     async fn location(&self) -> Option<GeoPoint> {
         match (self.0.is_beacon, self.0.latitude, self.0.longitude) {
-            (true, Some(latitude), Some(longitude)) => Some(GeoPoint { latitude, longitude }),
+            (true, Some(latitude), Some(longitude)) => Some(GeoPoint {
+                latitude,
+                longitude,
+            }),
             _ => None,
         }
     }
@@ -219,7 +257,10 @@ impl SocialQuery {
         let page = page::<String>(ListKind::Search, first, None, after, None).extend()?;
         let slice = users::search(ctx.db(), &query, &page).await.extend()?;
         Ok(UserConnection::new(slice, |u| {
-            (id::encode_cursor(ListKind::Search, &u.username.to_lowercase(), u.id), User::new(u))
+            (
+                id::encode_cursor(ListKind::Search, &u.username.to_lowercase(), u.id),
+                User::new(u),
+            )
         }))
     }
 
@@ -233,7 +274,9 @@ impl SocialQuery {
     ) -> async_graphql::Result<UserConnection> {
         let viewer = ctx.require_viewer().extend()?;
         let page = page(ListKind::FollowRequests, first, None, after, None).extend()?;
-        let slice = follows::requests(ctx.db(), viewer.user_id, &page).await.extend()?;
+        let slice = follows::requests(ctx.db(), viewer.user_id, &page)
+            .await
+            .extend()?;
         Ok(follow_edges(ListKind::FollowRequests, slice))
     }
 
@@ -247,7 +290,9 @@ impl SocialQuery {
     ) -> async_graphql::Result<PostConnection> {
         let viewer = ctx.require_viewer().extend()?;
         let page = page(ListKind::Feed, first, None, after, None).extend()?;
-        let slice = posts::feed(ctx.db(), viewer.user_id, &page).await.extend()?;
+        let slice = posts::feed(ctx.db(), viewer.user_id, &page)
+            .await
+            .extend()?;
         Ok(post_edges(ListKind::Feed, slice))
     }
 
@@ -306,43 +351,76 @@ impl SocialMutation {
     async fn follow_user(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
         let viewer = ctx.require_viewer().extend()?;
         let target = id::decode(&user_id, NodeType::User).extend()?;
-        Ok(User::new(follows::follow(ctx.db(), viewer.user_id, target).await.extend()?))
+        Ok(User::new(
+            follows::follow(ctx.db(), viewer.user_id, target)
+                .await
+                .extend()?,
+        ))
     }
 
     async fn unfollow_user(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
         let viewer = ctx.require_viewer().extend()?;
         let target = id::decode(&user_id, NodeType::User).extend()?;
-        Ok(User::new(follows::unfollow(ctx.db(), viewer.user_id, target).await.extend()?))
+        Ok(User::new(
+            follows::unfollow(ctx.db(), viewer.user_id, target)
+                .await
+                .extend()?,
+        ))
     }
 
-    async fn accept_follow_request(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
+    async fn accept_follow_request(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+    ) -> async_graphql::Result<User> {
         let viewer = ctx.require_viewer().extend()?;
         let requester = id::decode(&user_id, NodeType::User).extend()?;
-        Ok(User::new(follows::accept(ctx.db(), viewer.user_id, requester).await.extend()?))
+        Ok(User::new(
+            follows::accept(ctx.db(), viewer.user_id, requester)
+                .await
+                .extend()?,
+        ))
     }
 
-    async fn reject_follow_request(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
+    async fn reject_follow_request(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+    ) -> async_graphql::Result<User> {
         let viewer = ctx.require_viewer().extend()?;
         let requester = id::decode(&user_id, NodeType::User).extend()?;
-        Ok(User::new(follows::reject(ctx.db(), viewer.user_id, requester).await.extend()?))
+        Ok(User::new(
+            follows::reject(ctx.db(), viewer.user_id, requester)
+                .await
+                .extend()?,
+        ))
     }
 
-    async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> async_graphql::Result<Post> {
+    async fn create_post(
+        &self,
+        ctx: &Context<'_>,
+        input: CreatePostInput,
+    ) -> async_graphql::Result<Post> {
         let viewer = ctx.require_viewer().extend()?;
         let new = posts::NewPost {
             content: input.content,
             duration_ms: input.duration_ms.map(i64::from),
             beacon: input.beacon.map(|b| (b.latitude, b.longitude)),
         };
-        Ok(Post::new(posts::create(ctx.db(), viewer.user_id, new).await.extend()?))
+        Ok(Post::new(
+            posts::create(ctx.db(), viewer.user_id, new)
+                .await
+                .extend()?,
+        ))
     }
 
     /// Deletes one of the viewer's posts; returns its id.
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
         let viewer = ctx.require_viewer().extend()?;
         let post_id = id::decode(&id, NodeType::Post).extend()?;
-        posts::delete(ctx.db(), viewer.user_id, post_id).await.extend()?;
+        posts::delete(ctx.db(), viewer.user_id, post_id)
+            .await
+            .extend()?;
         Ok(id::encode(NodeType::Post, post_id))
     }
 }
-

@@ -43,12 +43,20 @@ async fn existing_user(db: &impl ConnectionTrait, id: Uuid) -> AppResult<user::M
 
 /// Follows `target`: ACCEPTED at once when the target is public, PENDING
 /// when private. Following again changes nothing. Returns the target.
-pub async fn follow(db: &impl ConnectionTrait, viewer: Uuid, target: Uuid) -> AppResult<user::Model> {
+pub async fn follow(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    target: Uuid,
+) -> AppResult<user::Model> {
     let user = existing_user(db, target).await?;
     if target == viewer {
         return Err(AppError::bad_input("you cannot follow yourself"));
     }
-    let status = if user.is_private { FollowStatus::Pending } else { FollowStatus::Accepted };
+    let status = if user.is_private {
+        FollowStatus::Pending
+    } else {
+        FollowStatus::Accepted
+    };
     let row = follow::ActiveModel {
         follower_id: Set(viewer),
         following_id: Set(target),
@@ -68,18 +76,34 @@ pub async fn follow(db: &impl ConnectionTrait, viewer: Uuid, target: Uuid) -> Ap
 }
 
 /// Ends a follow, or withdraws a pending request. Returns the target.
-pub async fn unfollow(db: &impl ConnectionTrait, viewer: Uuid, target: Uuid) -> AppResult<user::Model> {
+pub async fn unfollow(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    target: Uuid,
+) -> AppResult<user::Model> {
     let user = existing_user(db, target).await?;
-    follow::Entity::delete_by_id((viewer, target)).exec(db).await?;
+    follow::Entity::delete_by_id((viewer, target))
+        .exec(db)
+        .await?;
     Ok(user)
 }
 
 /// Accepts `requester`'s pending request (accepting an accepted follow
 /// changes nothing). Returns the requester.
-pub async fn accept(db: &impl ConnectionTrait, viewer: Uuid, requester: Uuid) -> AppResult<user::Model> {
+pub async fn accept(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    requester: Uuid,
+) -> AppResult<user::Model> {
     let user = existing_user(db, requester).await?;
-    if follow::Entity::find_by_id((requester, viewer)).one(db).await?.is_none() {
-        return Err(AppError::NotFound("no follow request from that user".into()));
+    if follow::Entity::find_by_id((requester, viewer))
+        .one(db)
+        .await?
+        .is_none()
+    {
+        return Err(AppError::NotFound(
+            "no follow request from that user".into(),
+        ));
     }
     follow::Entity::update_many()
         .col_expr(follow::Column::Status, Expr::value(FollowStatus::Accepted))
@@ -91,7 +115,11 @@ pub async fn accept(db: &impl ConnectionTrait, viewer: Uuid, requester: Uuid) ->
 }
 
 /// Rejects (deletes) `requester`'s pending request. Returns the requester.
-pub async fn reject(db: &impl ConnectionTrait, viewer: Uuid, requester: Uuid) -> AppResult<user::Model> {
+pub async fn reject(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    requester: Uuid,
+) -> AppResult<user::Model> {
     let user = existing_user(db, requester).await?;
     let deleted = follow::Entity::delete_many()
         .filter(follow::Column::FollowerId.eq(requester))
@@ -100,7 +128,9 @@ pub async fn reject(db: &impl ConnectionTrait, viewer: Uuid, requester: Uuid) ->
         .exec(db)
         .await?;
     if deleted.rows_affected == 0 {
-        return Err(AppError::NotFound("no pending follow request from that user".into()));
+        return Err(AppError::NotFound(
+            "no pending follow request from that user".into(),
+        ));
     }
     Ok(user)
 }
@@ -134,7 +164,9 @@ async fn list(
     order: SortOrder,
 ) -> AppResult<Slice<(DateTime<Utc>, user::Model)>> {
     let (owner_col, other_col) = side.columns();
-    let select = follow::Entity::find().filter(owner_col.eq(owner)).filter(follow::Column::Status.eq(status));
+    let select = follow::Entity::find()
+        .filter(owner_col.eq(owner))
+        .filter(follow::Column::Status.eq(status));
     let rows = page
         .apply(
             select,
@@ -145,7 +177,13 @@ async fn list(
         .all(db)
         .await?;
     let slice = page.finish(rows);
-    let other = |f: &follow::Model| if side == Side::Followers { f.follower_id } else { f.following_id };
+    let other = |f: &follow::Model| {
+        if side == Side::Followers {
+            f.follower_id
+        } else {
+            f.following_id
+        }
+    };
     let ids: Vec<Uuid> = slice.items.iter().map(other).collect();
     let mut users: HashMap<Uuid, user::Model> = user::Entity::find()
         .filter(user::Column::Id.is_in(ids))
@@ -155,8 +193,16 @@ async fn list(
         .map(|u| (u.id, u))
         .collect();
     // Rows whose user vanished between the two reads are dropped.
-    let items = slice.items.iter().filter_map(|f| Some((f.created_at, users.remove(&other(f))?))).collect();
-    Ok(Slice { items, has_next_page: slice.has_next_page, has_previous_page: slice.has_previous_page })
+    let items = slice
+        .items
+        .iter()
+        .filter_map(|f| Some((f.created_at, users.remove(&other(f))?)))
+        .collect();
+    Ok(Slice {
+        items,
+        has_next_page: slice.has_next_page,
+        has_previous_page: slice.has_previous_page,
+    })
 }
 
 /// A user's accepted followers or followees, newest follow first; empty
@@ -171,7 +217,15 @@ pub async fn connections(
     if !visibility::can_see(db, viewer, owner).await? {
         return Ok(page.finish(Vec::new()));
     }
-    list(db, owner.id, side, FollowStatus::Accepted, page, SortOrder::Desc).await
+    list(
+        db,
+        owner.id,
+        side,
+        FollowStatus::Accepted,
+        page,
+        SortOrder::Desc,
+    )
+    .await
 }
 
 /// Pending requests to the viewer, oldest first.
@@ -180,11 +234,23 @@ pub async fn requests(
     viewer: Uuid,
     page: &Page<DateTime<Utc>>,
 ) -> AppResult<Slice<(DateTime<Utc>, user::Model)>> {
-    list(db, viewer, Side::Followers, FollowStatus::Pending, page, SortOrder::Asc).await
+    list(
+        db,
+        viewer,
+        Side::Followers,
+        FollowStatus::Pending,
+        page,
+        SortOrder::Asc,
+    )
+    .await
 }
 
 /// Accepted follow counts for a batch of users, one GROUP BY query.
-pub async fn counts(db: &impl ConnectionTrait, users: &[Uuid], side: Side) -> AppResult<HashMap<Uuid, i64>> {
+pub async fn counts(
+    db: &impl ConnectionTrait,
+    users: &[Uuid],
+    side: Side,
+) -> AppResult<HashMap<Uuid, i64>> {
     let (owner_col, _) = side.columns();
     let rows: Vec<(Uuid, i64)> = follow::Entity::find()
         .select_only()
@@ -200,11 +266,18 @@ pub async fn counts(db: &impl ConnectionTrait, users: &[Uuid], side: Side) -> Ap
 }
 
 /// The viewer's follow status towards each of `users` that they follow or asked to.
-pub async fn statuses(db: &impl ConnectionTrait, viewer: Uuid, users: &[Uuid]) -> AppResult<HashMap<Uuid, FollowStatus>> {
+pub async fn statuses(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    users: &[Uuid],
+) -> AppResult<HashMap<Uuid, FollowStatus>> {
     let rows = follow::Entity::find()
         .filter(follow::Column::FollowerId.eq(viewer))
         .filter(follow::Column::FollowingId.is_in(users.iter().copied()))
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(|f| (f.following_id, f.status)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|f| (f.following_id, f.status))
+        .collect())
 }

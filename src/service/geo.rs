@@ -22,7 +22,8 @@ fn vincenty(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> Option<f64> {
     let mut lambda = l;
     for _ in 0..200 {
         let (sin_l, cos_l) = lambda.sin_cos();
-        let sin_sigma = ((cos_u2 * sin_l).powi(2) + (cos_u1 * sin_u2 - sin_u1 * cos_u2 * cos_l).powi(2)).sqrt();
+        let sin_sigma =
+            ((cos_u2 * sin_l).powi(2) + (cos_u1 * sin_u2 - sin_u1 * cos_u2 * cos_l).powi(2)).sqrt();
         if sin_sigma == 0.0 {
             return Some(0.0);
         }
@@ -31,24 +32,33 @@ fn vincenty(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> Option<f64> {
         let sin_alpha = cos_u1 * cos_u2 * sin_l / sin_sigma;
         let cos2_alpha = 1.0 - sin_alpha * sin_alpha;
         // On the equator cos²α is 0 and the term vanishes.
-        let cos_2sm = if cos2_alpha == 0.0 { 0.0 } else { cos_sigma - 2.0 * sin_u1 * sin_u2 / cos2_alpha };
+        let cos_2sm = if cos2_alpha == 0.0 {
+            0.0
+        } else {
+            cos_sigma - 2.0 * sin_u1 * sin_u2 / cos2_alpha
+        };
         let c = F / 16.0 * cos2_alpha * (4.0 + F * (4.0 - 3.0 * cos2_alpha));
         let previous = lambda;
         lambda = l
             + (1.0 - c)
                 * F
                 * sin_alpha
-                * (sigma + c * sin_sigma * (cos_2sm + c * cos_sigma * (-1.0 + 2.0 * cos_2sm * cos_2sm)));
+                * (sigma
+                    + c * sin_sigma * (cos_2sm + c * cos_sigma * (-1.0 + 2.0 * cos_2sm * cos_2sm)));
         if (lambda - previous).abs() < 1e-12 {
             let u_sq = cos2_alpha * (A * A - B * B) / (B * B);
-            let a = 1.0 + u_sq / 16384.0 * (4096.0 + u_sq * (-768.0 + u_sq * (320.0 - 175.0 * u_sq)));
+            let a =
+                1.0 + u_sq / 16384.0 * (4096.0 + u_sq * (-768.0 + u_sq * (320.0 - 175.0 * u_sq)));
             let b = u_sq / 1024.0 * (256.0 + u_sq * (-128.0 + u_sq * (74.0 - 47.0 * u_sq)));
             let delta_sigma = b
                 * sin_sigma
                 * (cos_2sm
                     + b / 4.0
                         * (cos_sigma * (-1.0 + 2.0 * cos_2sm * cos_2sm)
-                            - b / 6.0 * cos_2sm * (-3.0 + 4.0 * sin_sigma * sin_sigma) * (-3.0 + 4.0 * cos_2sm * cos_2sm)));
+                            - b / 6.0
+                                * cos_2sm
+                                * (-3.0 + 4.0 * sin_sigma * sin_sigma)
+                                * (-3.0 + 4.0 * cos_2sm * cos_2sm)));
             return Some(B * a * (sigma - delta_sigma));
         }
     }
@@ -80,12 +90,20 @@ pub fn bounding_box(lat: f64, lon: f64, radius: f64) -> BoundingBox {
     let max_lat = (lat + dlat).min(90.0);
     let widest = min_lat.abs().max(max_lat.abs());
     if widest >= 85.0 {
-        return BoundingBox { min_lat, max_lat, lon_ranges: None };
+        return BoundingBox {
+            min_lat,
+            max_lat,
+            lon_ranges: None,
+        };
     }
     // A degree of longitude at latitude φ is at least 111,319 m · cos φ (equatorial radius, on the sphere less).
     let dlon = radius / (111_319.0 * widest.to_radians().cos() * 0.99) * 1.01;
     if dlon >= 180.0 {
-        return BoundingBox { min_lat, max_lat, lon_ranges: None };
+        return BoundingBox {
+            min_lat,
+            max_lat,
+            lon_ranges: None,
+        };
     }
     let (lo, hi) = (lon - dlon, lon + dlon);
     let lon_ranges = if lo < -180.0 {
@@ -95,5 +113,9 @@ pub fn bounding_box(lat: f64, lon: f64, radius: f64) -> BoundingBox {
     } else {
         vec![(lo, hi)]
     };
-    BoundingBox { min_lat, max_lat, lon_ranges: Some(lon_ranges) }
+    BoundingBox {
+        min_lat,
+        max_lat,
+        lon_ranges: Some(lon_ranges),
+    }
 }

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use entity::{post, user};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, Select, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QuerySelect, Select, Set,
     sea_query::{Condition, Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -30,12 +30,18 @@ pub struct NewPost {
 
 fn validate_point(lat: f64, lon: f64) -> AppResult<()> {
     if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-        return Err(AppError::bad_input("latitude must be in [-90, 90] and longitude in [-180, 180]"));
+        return Err(AppError::bad_input(
+            "latitude must be in [-90, 90] and longitude in [-180, 180]",
+        ));
     }
     Ok(())
 }
 
-pub async fn create(db: &impl ConnectionTrait, author: Uuid, input: NewPost) -> AppResult<post::Model> {
+pub async fn create(
+    db: &impl ConnectionTrait,
+    author: Uuid,
+    input: NewPost,
+) -> AppResult<post::Model> {
     validate_content(&input.content)?;
     if input.duration_ms.is_some_and(|d| d < 0) {
         return Err(AppError::bad_input("durationMs must not be negative"));
@@ -60,23 +66,33 @@ pub async fn create(db: &impl ConnectionTrait, author: Uuid, input: NewPost) -> 
 /// `NOT_FOUND`, so deleting does not reveal what exists.
 pub async fn delete(db: &impl ConnectionTrait, viewer: Uuid, id: Uuid) -> AppResult<Uuid> {
     let not_found = || AppError::NotFound("post not found".into());
-    let post = find_visible(db, Some(viewer), id).await?.ok_or_else(not_found)?;
+    let post = find_visible(db, Some(viewer), id)
+        .await?
+        .ok_or_else(not_found)?;
     if post.author_id != viewer {
-        return Err(AppError::Forbidden("only the author may delete a post".into()));
+        return Err(AppError::Forbidden(
+            "only the author may delete a post".into(),
+        ));
     }
     post::Entity::delete_by_id(id).exec(db).await?;
     Ok(id)
 }
 
 /// The post, if it exists and the viewer may see its author's posts.
-pub async fn find_visible(db: &impl ConnectionTrait, viewer: Option<Uuid>, id: Uuid) -> AppResult<Option<post::Model>> {
+pub async fn find_visible(
+    db: &impl ConnectionTrait,
+    viewer: Option<Uuid>,
+    id: Uuid,
+) -> AppResult<Option<post::Model>> {
     let Some(post) = post::Entity::find_by_id(id).one(db).await? else {
         return Ok(None);
     };
     let Some(author) = user::Entity::find_by_id(post.author_id).one(db).await? else {
         return Ok(None);
     };
-    Ok(visibility::can_see(db, viewer, &author).await?.then_some(post))
+    Ok(visibility::can_see(db, viewer, &author)
+        .await?
+        .then_some(post))
 }
 
 fn created_at() -> Expr {
@@ -102,7 +118,10 @@ pub async fn by_author(
         return Ok(page.finish(Vec::new()));
     }
     let select = post::Entity::find().filter(author_id().eq(author.id));
-    let rows = page.apply(select, created_at(), post_id(), SortOrder::Desc).all(db).await?;
+    let rows = page
+        .apply(select, created_at(), post_id(), SortOrder::Desc)
+        .all(db)
+        .await?;
     Ok(page.finish(rows))
 }
 
@@ -114,10 +133,19 @@ pub fn feed_query(viewer: Uuid, page: &Page<DateTime<Utc>>) -> Select<post::Enti
     let authors = Condition::any()
         .add(author_id().eq(viewer))
         .add(author_id().in_subquery(visibility::accepted_followees(viewer)));
-    page.apply(post::Entity::find().filter(authors), created_at(), post_id(), SortOrder::Desc)
+    page.apply(
+        post::Entity::find().filter(authors),
+        created_at(),
+        post_id(),
+        SortOrder::Desc,
+    )
 }
 
-pub async fn feed(db: &impl ConnectionTrait, viewer: Uuid, page: &Page<DateTime<Utc>>) -> AppResult<Slice<post::Model>> {
+pub async fn feed(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    page: &Page<DateTime<Utc>>,
+) -> AppResult<Slice<post::Model>> {
     Ok(page.finish(feed_query(viewer, page).all(db).await?))
 }
 
@@ -127,7 +155,10 @@ pub fn explore_query(page: &Page<DateTime<Utc>>) -> Select<post::Entity> {
     page.apply(select, created_at(), post_id(), SortOrder::Desc)
 }
 
-pub async fn explore(db: &impl ConnectionTrait, page: &Page<DateTime<Utc>>) -> AppResult<Slice<post::Model>> {
+pub async fn explore(
+    db: &impl ConnectionTrait,
+    page: &Page<DateTime<Utc>>,
+) -> AppResult<Slice<post::Model>> {
     Ok(page.finish(explore_query(page).all(db).await?))
 }
 
@@ -145,7 +176,11 @@ impl Around {
         if !(radius_m > 0.0 && radius_m <= MAX_NEARBY_RADIUS_M) {
             return Err(AppError::bad_input("radiusMeters must be in (0, 50000]"));
         }
-        Ok(Self { latitude, longitude, radius_m })
+        Ok(Self {
+            latitude,
+            longitude,
+            radius_m,
+        })
     }
 }
 
@@ -187,15 +222,23 @@ fn visible_beacons(viewer: Option<Uuid>) -> Select<post::Entity> {
 /// PostgreSQL: PostGIS on the generated geography column. ST_DWithin uses
 /// posts_location_gist_idx; ST_Distance is the spheroid (WGS84) distance,
 /// the sort key and the cursor key.
-pub fn nearby_query_postgres(viewer: Option<Uuid>, around: Around, page: &Page<f64>) -> Select<post::Entity> {
+pub fn nearby_query_postgres(
+    viewer: Option<Uuid>,
+    around: Around,
+    page: &Page<f64>,
+) -> Select<post::Entity> {
     let point = "ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography";
-    let distance =
-        Expr::cust_with_values(format!("ST_Distance(posts.location, {point})"), [around.longitude, around.latitude]);
+    let distance = Expr::cust_with_values(
+        format!("ST_Distance(posts.location, {point})"),
+        [around.longitude, around.latitude],
+    );
     let within = Expr::cust_with_values(
         format!("ST_DWithin(posts.location, {point}, $3)"),
         [around.longitude, around.latitude, around.radius_m],
     );
-    let select = visible_beacons(viewer).filter(within).column_as(distance.clone(), "distance");
+    let select = visible_beacons(viewer)
+        .filter(within)
+        .column_as(distance.clone(), "distance");
     page.apply(select, distance, post_id(), SortOrder::Asc)
 }
 
@@ -207,14 +250,17 @@ pub async fn nearby(
     page: &Page<f64>,
 ) -> AppResult<Slice<(post::Model, f64)>> {
     if db.get_database_backend() == DbBackend::Postgres {
-        let rows = nearby_query_postgres(viewer, around, page).into_model::<NearbyRow>().all(db).await?;
+        let rows = nearby_query_postgres(viewer, around, page)
+            .into_model::<NearbyRow>()
+            .all(db)
+            .await?;
         return Ok(page.finish(rows.into_iter().map(NearbyRow::split).collect()));
     }
     // SQLite: the bounding box narrows the candidates on posts_beacon_lat_lon_idx,
     // then the exact ellipsoidal distance decides.
     let bbox = geo::bounding_box(around.latitude, around.longitude, around.radius_m);
-    let mut select = visible_beacons(viewer)
-        .filter(post::Column::Latitude.between(bbox.min_lat, bbox.max_lat));
+    let mut select =
+        visible_beacons(viewer).filter(post::Column::Latitude.between(bbox.min_lat, bbox.max_lat));
     if let Some(ranges) = &bbox.lon_ranges {
         let mut any = Condition::any();
         for (lo, hi) in ranges {

@@ -28,12 +28,15 @@ pub fn accepted_followees(viewer: Uuid) -> SelectStatement {
         .to_owned()
 }
 
-/// `owner` (an expression holding a user id) is a public user.
+/// `owner` (an expression holding a user id) is a public user: a
+/// correlated EXISTS, so PostgreSQL probes users_pkey per candidate row (or
+/// turns it into a semi-join) instead of hashing every public user.
 pub fn public_owner(owner: Expr) -> Expr {
-    owner.in_subquery(
+    Expr::exists(
         Query::select()
-            .column((user::Entity, user::Column::Id))
+            .expr(Expr::val(1))
             .from(user::Entity)
+            .and_where(Expr::col((user::Entity, user::Column::Id)).eq(owner))
             .and_where(Expr::col((user::Entity, user::Column::IsPrivate)).eq(false))
             .to_owned(),
     )
@@ -45,13 +48,19 @@ pub fn public_owner(owner: Expr) -> Expr {
 pub fn visible_owner(owner: Expr, viewer: Option<Uuid>) -> Condition {
     let cond = Condition::any().add(public_owner(owner.clone()));
     match viewer {
-        Some(v) => cond.add(owner.clone().eq(v)).add(owner.in_subquery(accepted_followees(v))),
+        Some(v) => cond
+            .add(owner.clone().eq(v))
+            .add(owner.in_subquery(accepted_followees(v))),
         None => cond,
     }
 }
 
 /// The rule for an owner already loaded.
-pub async fn can_see(db: &impl ConnectionTrait, viewer: Option<Uuid>, owner: &user::Model) -> AppResult<bool> {
+pub async fn can_see(
+    db: &impl ConnectionTrait,
+    viewer: Option<Uuid>,
+    owner: &user::Model,
+) -> AppResult<bool> {
     if !owner.is_private || viewer == Some(owner.id) {
         return Ok(true);
     }
