@@ -8,7 +8,7 @@ use crate::{
     app::AppState,
     auth::Viewer,
     error::AppError,
-    graphql::{loaders::Loaders, user::User},
+    graphql::{loaders::Loaders, social::Post, user::User},
 };
 
 /// Who the request acts for; put in the request data by the transport.
@@ -47,4 +47,5 @@ impl ContextExt for Context<'_> {
 #[graphql(name = "Node", field(name = "id", ty = "ID"))]
 pub enum NodeInterface {
     User(User),
+    Post(Post),
 }

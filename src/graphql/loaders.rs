@@ -4,22 +4,84 @@
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use entity::user;
+use entity::{follow::FollowStatus, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::{auth::Viewer, error::AppError};
+use crate::{
+    auth::Viewer,
+    error::AppError,
+    service::follows::{self, Side},
+};
 
 pub type LoadError = Arc<AppError>;
 
 pub struct Loaders {
     pub users: DataLoader<UserLoader>,
+    pub followers_count: DataLoader<FollowCountLoader>,
+    pub following_count: DataLoader<FollowCountLoader>,
+    pub viewer_follow_status: DataLoader<FollowStatusLoader>,
 }
 
 impl Loaders {
-    pub fn new(db: &DatabaseConnection, _viewer: Option<Viewer>) -> Self {
+    pub fn new(db: &DatabaseConnection, viewer: Option<Viewer>) -> Self {
+        let count = |side| {
+            DataLoader::new(
+                FollowCountLoader {
+                    db: db.clone(),
+                    side,
+                },
+                tokio::spawn,
+            )
+        };
         Self {
             users: DataLoader::new(UserLoader { db: db.clone() }, tokio::spawn),
+            followers_count: count(Side::Followers),
+            following_count: count(Side::Following),
+            viewer_follow_status: DataLoader::new(
+                FollowStatusLoader {
+                    db: db.clone(),
+                    viewer: viewer.map(|v| v.user_id),
+                },
+                tokio::spawn,
+            ),
+        }
+    }
+}
+
+/// Accepted followers (or followees) per user: one GROUP BY per batch.
+pub struct FollowCountLoader {
+    db: DatabaseConnection,
+    side: Side,
+}
+
+impl Loader<Uuid> for FollowCountLoader {
+    type Value = i64;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        follows::counts(&self.db, keys, self.side)
+            .await
+            .map_err(Arc::new)
+    }
+}
+
+/// The request viewer's follow of each user in the batch.
+pub struct FollowStatusLoader {
+    db: DatabaseConnection,
+    viewer: Option<Uuid>,
+}
+
+impl Loader<Uuid> for FollowStatusLoader {
+    type Value = FollowStatus;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        match self.viewer {
+            Some(viewer) => follows::statuses(&self.db, viewer, keys)
+                .await
+                .map_err(Arc::new),
+            None => Ok(HashMap::new()),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod id;
 pub mod limits;
 pub mod loaders;
 pub mod scalars;
+pub mod social;
 pub mod user;
 
 use async_graphql::{
@@ -17,10 +18,14 @@ use crate::app::AppState;
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
-pub struct Query(user::UserQuery);
+pub struct Query(user::UserQuery, social::SocialQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(user::AuthMutation, user::ProfileMutation);
+pub struct Mutation(
+    user::AuthMutation,
+    user::ProfileMutation,
+    social::SocialMutation,
+);
 
 pub type ConfabSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -14,8 +14,9 @@ use crate::{
         id::{self, NodeType},
         loaders::gql_err,
         scalars::DateTime,
+        social,
     },
-    service::{self, sessions, users},
+    service::{self, follows::Side, sessions, users},
 };
 
 #[derive(Clone)]
@@ -99,6 +100,59 @@ impl User {
     async fn updated_at(&self) -> DateTime {
         self.0.updated_at.into()
     }
+
+    async fn followers_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        social::followers_count(ctx, self.0.id).await
+    }
+
+    async fn following_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        social::following_count(ctx, self.0.id).await
+    }
+
+    /// The viewer's follow of this user; null when there is none or the viewer is anonymous.
+    async fn viewer_follow_status(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<social::FollowStatus>> {
+        social::viewer_follow_status(ctx, self.0.id).await
+    }
+
+    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    async fn followers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<social::UserConnection> {
+        social::user_connections(ctx, &self.0, Side::Followers, (first, after, last, before)).await
+    }
+
+    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    async fn following(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<social::UserConnection> {
+        social::user_connections(ctx, &self.0, Side::Following, (first, after, last, before)).await
+    }
+
+    /// Newest first. Empty where the viewer may not see this user's posts.
+    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    async fn posts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<social::PostConnection> {
+        social::user_posts(ctx, &self.0, (first, after, last, before)).await
+    }
 }
 
 #[derive(SimpleObject)]
@@ -167,6 +221,7 @@ impl UserQuery {
         let (kind, uuid) = id::decode_any(&id).extend()?;
         Ok(match kind {
             NodeType::User => User::load(ctx, uuid).await?.map(NodeInterface::User),
+            NodeType::Post => social::post_node(ctx, uuid).await?.map(NodeInterface::Post),
             _ => None,
         })
     }

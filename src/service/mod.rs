@@ -1,9 +1,12 @@
 //! Business rules and queries, one file per domain. Nothing here knows GraphQL.
 
 pub mod follows;
+pub mod geo;
 pub mod page;
+pub mod posts;
 pub mod sessions;
 pub mod users;
+pub mod visibility;
 
 use chrono::{DateTime, SubsecRound, Utc};
 

@@ -2,16 +2,19 @@
 
 use entity::user;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Select, Set,
     TransactionTrait,
-    sea_query::{Expr, ExprTrait, Func},
+    sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{LoginLimiter, Passwords},
     error::{AppError, AppResult},
-    service::{char_len, new_id, now},
+    service::{
+        char_len, new_id, now,
+        page::{Page, Slice, SortOrder},
+    },
 };
 
 pub struct Registration {
@@ -254,4 +257,52 @@ pub async fn set_official(
     model.is_official = Set(official);
     model.updated_at = Set(now());
     Ok(model.update(db).await?)
+}
+
+/// `text` as a LIKE prefix pattern, its wildcards (`%`, `_`) and the escape
+/// character (`\\`) taken literally.
+fn prefix_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Users whose username or display name starts with `text` (any case),
+/// ordered by (lower(username), id). On PostgreSQL each side of the OR is a
+/// range on its text_pattern_ops index (users_username_prefix_idx,
+/// users_display_name_prefix_idx), combined by a BitmapOr.
+pub fn search_query(text: &str, page: &Page<String>) -> AppResult<Select<user::Entity>> {
+    if text.trim().is_empty() {
+        return Err(AppError::bad_input("query must not be empty"));
+    }
+    if char_len(text) > 100 {
+        return Err(AppError::bad_input("query must be at most 100 characters"));
+    }
+    let pattern = prefix_pattern(text);
+    let like = |col| Expr::expr(lower(col)).like(LikeExpr::new(pattern.clone()).escape('\\'));
+    let select = user::Entity::find().filter(
+        Condition::any()
+            .add(like(user::Column::Username))
+            .add(like(user::Column::DisplayName)),
+    );
+    Ok(page.apply(
+        select,
+        lower(user::Column::Username),
+        Expr::col((user::Entity, user::Column::Id)),
+        SortOrder::Asc,
+    ))
+}
+
+pub async fn search(
+    db: &impl ConnectionTrait,
+    text: &str,
+    page: &Page<String>,
+) -> AppResult<Slice<user::Model>> {
+    Ok(page.finish(search_query(text, page)?.all(db).await?))
 }

@@ -10,5 +10,6 @@ mod cli;
 mod http_protocol;
 mod migrations;
 mod schema;
+mod social;
 mod unit;
 mod ws;
