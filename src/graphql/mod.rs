@@ -2,14 +2,16 @@
 //! Subscription; context helpers; ids; scalars; DataLoaders; limits.
 
 pub mod context;
+pub mod direct;
 pub mod id;
 pub mod limits;
 pub mod loaders;
+pub mod room;
 pub mod scalars;
 pub mod user;
 
 use async_graphql::{
-    EmptySubscription, MergedObject, Schema, SimpleObject, Response, SDLExportOptions, Value,
+    MergedObject, MergedSubscription, Response, SDLExportOptions, Schema, SimpleObject, Value,
 };
 
 use crate::app::AppState;
@@ -17,12 +19,15 @@ use crate::app::AppState;
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
-pub struct Query(user::UserQuery);
+pub struct Query(user::UserQuery, room::RoomQuery, direct::DirectQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(user::AuthMutation, user::ProfileMutation);
+pub struct Mutation(user::AuthMutation, user::ProfileMutation, room::RoomMutation, direct::DirectMutation);
 
-pub type ConfabSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(direct::ChatSubscription);
+
+pub type ConfabSchema = Schema<Query, Mutation, Subscription>;
 
 /// Query depth that still lets GraphiQL's introspection query through.
 pub const MAX_DEPTH: usize = 15;
@@ -32,7 +37,7 @@ pub const MAX_DIRECTIVES_PER_FIELD: usize = 5;
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
 pub fn build(state: Option<AppState>, dev_mode: bool) -> ConfabSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .register_output_type::<context::NodeInterface>()
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

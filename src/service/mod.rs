@@ -1,7 +1,10 @@
 //! Business rules and queries, one file per domain. Nothing here knows GraphQL.
 
+pub mod direct;
 pub mod follows;
+pub mod live;
 pub mod page;
+pub mod rooms;
 pub mod sessions;
 pub mod users;
 
