@@ -77,14 +77,6 @@ impl Lookback {
             self.seen.pop_first();
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
 }
 
 /// What a feed reads and who may keep reading it.
@@ -169,7 +161,10 @@ pub struct Feed<S: Source> {
     source: S,
     events: TopicReceiver,
     position: Lookback,
+    /// Read but not yet handed out: at most one batch.
     pending: VecDeque<S::Row>,
+    /// Where an unfinished re-read continues (the last batch was full).
+    scan: Option<(DateTime<Utc>, Uuid)>,
 }
 
 /// New messages in a room for one of its members: FORBIDDEN for others.
@@ -197,32 +192,37 @@ pub async fn direct_messages(
 impl<S: Source> Feed<S> {
     /// `events` is already subscribed: what commits from here on wakes the feed.
     async fn start(db: DatabaseConnection, source: S, events: TopicReceiver) -> AppResult<Self> {
-        let mut feed = Self { db, source, events, position: Lookback::new(now()), pending: VecDeque::new() };
+        let position = Lookback::new(now());
+        let mut feed = Self { db, source, events, position, pending: VecDeque::new(), scan: None };
         // What is committed now is history, not news: remember it as seen.
-        feed.read_new().await?;
-        feed.pending.clear();
-        Ok(feed)
-    }
-
-    /// Reads every row in the window not seen yet into `pending`.
-    async fn read_new(&mut self) -> AppResult<()> {
-        let since = self.position.since();
-        let mut after = None;
         loop {
-            let rows = self.source.read(&self.db, since, after).await?;
-            let full = rows.len() as u64 >= READ_BATCH;
-            for row in rows {
-                let (at, id) = S::key(&row);
-                after = Some((at, id));
-                if self.position.accept(at, id) {
-                    self.pending.push_back(row);
-                }
-            }
-            if !full {
-                break;
+            feed.read_batch().await?;
+            feed.pending.clear();
+            if feed.scan.is_none() {
+                return Ok(feed);
             }
         }
-        self.position.prune();
+    }
+
+    /// Reads one batch of the window (from where the last full batch
+    /// stopped) and keeps the rows not seen yet.
+    async fn read_batch(&mut self) -> AppResult<()> {
+        let rows = self.source.read(&self.db, self.position.since(), self.scan).await?;
+        let full = rows.len() as u64 >= READ_BATCH;
+        let mut last = None;
+        for row in rows {
+            let (at, id) = S::key(&row);
+            last = Some((at, id));
+            if self.position.accept(at, id) {
+                self.pending.push_back(row);
+            }
+        }
+        if full {
+            self.scan = last;
+        } else {
+            self.scan = None;
+            self.position.prune();
+        }
         Ok(())
     }
 
@@ -232,21 +232,23 @@ impl<S: Source> Feed<S> {
             if let Some(row) = self.pending.pop_front() {
                 return Some(row);
             }
-            let event = self.events.recv().await?;
-            if self.source.ends(&event) {
-                return None;
-            }
-            // Fold queued wake-ups into this one re-read.
-            for _ in 0..MAX_COALESCE {
-                match self.events.recv().now_or_never() {
-                    Some(Some(event)) if self.source.ends(&event) => return None,
-                    Some(Some(_)) => {}
-                    Some(None) => return None,
-                    None => break,
+            if self.scan.is_none() {
+                let event = self.events.recv().await?;
+                if self.source.ends(&event) {
+                    return None;
+                }
+                // Fold queued wake-ups into this one re-read.
+                for _ in 0..MAX_COALESCE {
+                    match self.events.recv().now_or_never() {
+                        Some(Some(event)) if self.source.ends(&event) => return None,
+                        Some(Some(_)) => {}
+                        Some(None) => return None,
+                        None => break,
+                    }
                 }
             }
             let read = async {
-                self.read_new().await?;
+                self.read_batch().await?;
                 // After the read: a row that committed after access ended is never delivered.
                 self.source.allowed(&self.db).await
             };

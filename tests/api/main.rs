@@ -6,8 +6,10 @@
 mod support;
 
 mod auth;
+mod chat;
 mod http_protocol;
 mod migrations;
 mod schema;
+mod subscriptions;
 mod unit;
 mod ws;
