@@ -35,8 +35,15 @@ impl DirectMessage {
 
     /// A direct message, for its two parties only.
     pub async fn load_visible(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Self>> {
-        let Some(viewer) = ctx.viewer() else { return Ok(None) };
-        let found = ctx.loaders().direct_messages.load_one(id).await.map_err(gql_err)?;
+        let Some(viewer) = ctx.viewer() else {
+            return Ok(None);
+        };
+        let found = ctx
+            .loaders()
+            .direct_messages
+            .load_one(id)
+            .await
+            .map_err(gql_err)?;
         Ok(found
             .filter(|m| m.sender_id == viewer.user_id || m.receiver_id == viewer.user_id)
             .map(Self))
@@ -92,7 +99,12 @@ impl Conversation {
 
     /// Messages from the peer the viewer has not read.
     async fn unread_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        let n = ctx.loaders().conversation_unread.load_one(self.0.peer_id).await.map_err(gql_err)?;
+        let n = ctx
+            .loaders()
+            .conversation_unread
+            .load_one(self.0.peer_id)
+            .await
+            .map_err(gql_err)?;
         Ok(i32::try_from(n.unwrap_or(0)).unwrap_or(i32::MAX))
     }
 }
@@ -126,9 +138,14 @@ impl DirectQuery {
         let viewer = ctx.require_viewer().extend()?;
         let peer = id::decode(&with_user_id, NodeType::User).extend()?;
         let page = page_args(ListKind::DirectMessages, first, after, last, before).extend()?;
-        let slice = direct::thread_messages(ctx.db(), viewer.user_id, peer, &page).await.extend()?;
+        let slice = direct::thread_messages(ctx.db(), viewer.user_id, peer, &page)
+            .await
+            .extend()?;
         Ok(DirectMessageConnection::new(slice, |m| {
-            (encode_cursor(ListKind::DirectMessages, &m.created_at, m.id), DirectMessage::new(m))
+            (
+                encode_cursor(ListKind::DirectMessages, &m.created_at, m.id),
+                DirectMessage::new(m),
+            )
         }))
     }
 
@@ -142,9 +159,14 @@ impl DirectQuery {
     ) -> async_graphql::Result<ConversationConnection> {
         let viewer = ctx.require_viewer().extend()?;
         let page = page_args(ListKind::Conversations, first, after, None, None).extend()?;
-        let slice = direct::conversations(ctx.db(), viewer.user_id, &page).await.extend()?;
+        let slice = direct::conversations(ctx.db(), viewer.user_id, &page)
+            .await
+            .extend()?;
         Ok(ConversationConnection::new(slice, |c| {
-            (encode_cursor(ListKind::Conversations, &c.last_message_at, c.peer_id), Conversation(c))
+            (
+                encode_cursor(ListKind::Conversations, &c.last_message_at, c.peer_id),
+                Conversation(c),
+            )
         }))
     }
 }
@@ -161,12 +183,23 @@ impl DirectMutation {
     ) -> async_graphql::Result<DirectMessage> {
         let viewer = ctx.require_viewer().extend()?;
         let to = id::decode(&input.to_user_id, NodeType::User).extend()?;
-        let new = NewDirectMessage { to, content: input.content, client_message_id: input.client_message_id };
+        let new = NewDirectMessage {
+            to,
+            content: input.content,
+            client_message_id: input.client_message_id,
+        };
         let (message, stored) = direct::send(ctx.db(), viewer.user_id, new).await.extend()?;
         if stored {
             let broker = ctx.state().broker.as_ref();
             for user in [message.sender_id, message.receiver_id] {
-                announce(broker, Topic::User(user), Event::DirectMessage { message_id: message.id }).await;
+                announce(
+                    broker,
+                    Topic::User(user),
+                    Event::DirectMessage {
+                        message_id: message.id,
+                    },
+                )
+                .await;
             }
         }
         Ok(DirectMessage::new(message))
@@ -180,7 +213,10 @@ impl DirectMutation {
     ) -> async_graphql::Result<Option<Conversation>> {
         let viewer = ctx.require_viewer().extend()?;
         let peer = id::decode(&with_user_id, NodeType::User).extend()?;
-        Ok(direct::mark_read(ctx.db(), viewer.user_id, peer).await.extend()?.map(Conversation))
+        Ok(direct::mark_read(ctx.db(), viewer.user_id, peer)
+            .await
+            .extend()?
+            .map(Conversation))
     }
 }
 
@@ -198,9 +234,14 @@ impl ChatSubscription {
         let viewer = ctx.require_viewer().extend()?;
         let room_id = id::decode(&room_id, NodeType::Room).extend()?;
         let state = ctx.state();
-        let feed = live::room_messages(state.db.clone(), state.broker.as_ref(), viewer.user_id, room_id)
-            .await
-            .extend()?;
+        let feed = live::room_messages(
+            state.db.clone(),
+            state.broker.as_ref(),
+            viewer.user_id,
+            room_id,
+        )
+        .await
+        .extend()?;
         Ok(feed.into_stream().map(Message::new))
     }
 
@@ -211,7 +252,9 @@ impl ChatSubscription {
     ) -> async_graphql::Result<impl Stream<Item = DirectMessage> + use<>> {
         let viewer = ctx.require_viewer().extend()?;
         let state = ctx.state();
-        let feed = live::direct_messages(state.db.clone(), state.broker.as_ref(), viewer.user_id).await.extend()?;
+        let feed = live::direct_messages(state.db.clone(), state.broker.as_ref(), viewer.user_id)
+            .await
+            .extend()?;
         Ok(feed.into_stream().map(DirectMessage::new))
     }
 }

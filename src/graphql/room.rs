@@ -34,8 +34,14 @@ pub fn page_args(
     last: Option<i32>,
     before: Option<String>,
 ) -> AppResult<Page<chrono::DateTime<Utc>>> {
-    let after = after.as_deref().map(|c| decode_cursor(list, c)).transpose()?;
-    let before = before.as_deref().map(|c| decode_cursor(list, c)).transpose()?;
+    let after = after
+        .as_deref()
+        .map(|c| decode_cursor(list, c))
+        .transpose()?;
+    let before = before
+        .as_deref()
+        .map(|c| decode_cursor(list, c))
+        .transpose()?;
     Page::new(first, last, after, before)
 }
 
@@ -48,14 +54,30 @@ impl Room {
     }
 
     pub async fn load(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Self>> {
-        Ok(ctx.loaders().rooms.load_one(id).await.map_err(gql_err)?.map(Self))
+        Ok(ctx
+            .loaders()
+            .rooms
+            .load_one(id)
+            .await
+            .map_err(gql_err)?
+            .map(Self))
     }
 
     /// The viewer, who must be a member: UNAUTHENTICATED, else FORBIDDEN.
     async fn require_member(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         let viewer = ctx.require_viewer().extend()?;
-        if ctx.loaders().memberships.load_one(self.0.id).await.map_err(gql_err)?.is_none() {
-            return Err(AppError::Forbidden("only members of this room may do that".into())).extend();
+        if ctx
+            .loaders()
+            .memberships
+            .load_one(self.0.id)
+            .await
+            .map_err(gql_err)?
+            .is_none()
+        {
+            return Err(AppError::Forbidden(
+                "only members of this room may do that".into(),
+            ))
+            .extend();
         }
         Ok(viewer)
     }
@@ -92,16 +114,36 @@ impl Room {
     }
 
     async fn members_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        Ok(count(ctx.loaders().member_counts.load_one(self.0.id).await.map_err(gql_err)?.unwrap_or(0)))
+        Ok(count(
+            ctx.loaders()
+                .member_counts
+                .load_one(self.0.id)
+                .await
+                .map_err(gql_err)?
+                .unwrap_or(0),
+        ))
     }
 
     async fn viewer_is_member(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        Ok(ctx.loaders().memberships.load_one(self.0.id).await.map_err(gql_err)?.is_some())
+        Ok(ctx
+            .loaders()
+            .memberships
+            .load_one(self.0.id)
+            .await
+            .map_err(gql_err)?
+            .is_some())
     }
 
     /// Messages in this room the viewer has not read; 0 for non-members.
     async fn unread_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        Ok(count(ctx.loaders().room_unread.load_one(self.0.id).await.map_err(gql_err)?.unwrap_or(0)))
+        Ok(count(
+            ctx.loaders()
+                .room_unread
+                .load_one(self.0.id)
+                .await
+                .map_err(gql_err)?
+                .unwrap_or(0),
+        ))
     }
 
     /// Earliest joined first. Members only.
@@ -155,7 +197,10 @@ impl Room {
         self.require_member(ctx).await?;
         let slice = rooms::messages(ctx.db(), self.0.id, &page).await.extend()?;
         Ok(MessageConnection::new(slice, |m| {
-            (encode_cursor(ListKind::Messages, &m.created_at, m.id), Message::new(m))
+            (
+                encode_cursor(ListKind::Messages, &m.created_at, m.id),
+                Message::new(m),
+            )
         }))
     }
 }
@@ -192,7 +237,12 @@ impl Message {
         let Some(message) = ctx.loaders().messages.load_one(id).await.map_err(gql_err)? else {
             return Ok(None);
         };
-        let member = ctx.loaders().memberships.load_one(message.room_id).await.map_err(gql_err)?;
+        let member = ctx
+            .loaders()
+            .memberships
+            .load_one(message.room_id)
+            .await
+            .map_err(gql_err)?;
         Ok(member.map(|_| Self(message)))
     }
 }
@@ -270,7 +320,12 @@ impl RoomQuery {
     ) -> async_graphql::Result<RoomConnection> {
         let page = page_args(ListKind::Rooms, first, after, last, before).extend()?;
         let slice = rooms::list(ctx.db(), &page).await.extend()?;
-        Ok(RoomConnection::new(slice, |r| (encode_cursor(ListKind::Rooms, &r.created_at, r.id), Room::new(r))))
+        Ok(RoomConnection::new(slice, |r| {
+            (
+                encode_cursor(ListKind::Rooms, &r.created_at, r.id),
+                Room::new(r),
+            )
+        }))
     }
 
     /// The viewer's rooms, most recent activity first.
@@ -283,7 +338,9 @@ impl RoomQuery {
     ) -> async_graphql::Result<RoomConnection> {
         let viewer = ctx.require_viewer().extend()?;
         let page = page_args(ListKind::MyRooms, first, after, None, None).extend()?;
-        let slice = rooms::list_mine(ctx.db(), viewer.user_id, &page).await.extend()?;
+        let slice = rooms::list_mine(ctx.db(), viewer.user_id, &page)
+            .await
+            .extend()?;
         let found = ctx
             .loaders()
             .rooms
@@ -308,18 +365,30 @@ pub struct RoomMutation;
 
 #[Object]
 impl RoomMutation {
-    async fn create_room(&self, ctx: &Context<'_>, input: CreateRoomInput) -> async_graphql::Result<Room> {
+    async fn create_room(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateRoomInput,
+    ) -> async_graphql::Result<Room> {
         let viewer = ctx.require_viewer().extend()?;
-        let room = rooms::create(ctx.db(), viewer.user_id, &input.name, input.description).await.extend()?;
+        let room = rooms::create(ctx.db(), viewer.user_id, &input.name, input.description)
+            .await
+            .extend()?;
         Ok(Room::new(room))
     }
 
     /// Creator only; fields left out stay as they are.
-    async fn update_room(&self, ctx: &Context<'_>, input: UpdateRoomInput) -> async_graphql::Result<Room> {
+    async fn update_room(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateRoomInput,
+    ) -> async_graphql::Result<Room> {
         let viewer = ctx.require_viewer().extend()?;
         let room_id = id::decode(&input.id, NodeType::Room).extend()?;
         let name = match input.name {
-            MaybeUndefined::Null => return Err(AppError::bad_input("name cannot be null")).extend(),
+            MaybeUndefined::Null => {
+                return Err(AppError::bad_input("name cannot be null")).extend();
+            }
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Value(name) => Some(name),
         };
@@ -328,9 +397,14 @@ impl RoomMutation {
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(d) => Some(Some(d)),
         };
-        let room = rooms::update(ctx.db(), viewer.user_id, room_id, RoomChanges { name, description })
-            .await
-            .extend()?;
+        let room = rooms::update(
+            ctx.db(),
+            viewer.user_id,
+            room_id,
+            RoomChanges { name, description },
+        )
+        .await
+        .extend()?;
         Ok(Room::new(room))
     }
 
@@ -338,8 +412,13 @@ impl RoomMutation {
     async fn delete_room(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
         let viewer = ctx.require_viewer().extend()?;
         let room_id = id::decode(&id, NodeType::Room).extend()?;
-        rooms::delete(ctx.db(), viewer.user_id, room_id).await.extend()?;
-        let event = Event::MembershipEnded { room_id, user_id: None };
+        rooms::delete(ctx.db(), viewer.user_id, room_id)
+            .await
+            .extend()?;
+        let event = Event::MembershipEnded {
+            room_id,
+            user_id: None,
+        };
         announce(ctx.state().broker.as_ref(), Topic::Room(room_id), event).await;
         Ok(id::encode(NodeType::Room, room_id))
     }
@@ -347,28 +426,48 @@ impl RoomMutation {
     async fn join_room(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
         let viewer = ctx.require_viewer().extend()?;
         let room_id = id::decode(&room_id, NodeType::Room).extend()?;
-        Ok(Room::new(rooms::join(ctx.db(), viewer.user_id, room_id).await.extend()?))
+        Ok(Room::new(
+            rooms::join(ctx.db(), viewer.user_id, room_id)
+                .await
+                .extend()?,
+        ))
     }
 
     /// Ends the leaver's live subscriptions to the room.
     async fn leave_room(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
         let viewer = ctx.require_viewer().extend()?;
         let room_id = id::decode(&room_id, NodeType::Room).extend()?;
-        let (room, was_member) = rooms::leave(ctx.db(), viewer.user_id, room_id).await.extend()?;
+        let (room, was_member) = rooms::leave(ctx.db(), viewer.user_id, room_id)
+            .await
+            .extend()?;
         if was_member {
-            let event = Event::MembershipEnded { room_id, user_id: Some(viewer.user_id) };
+            let event = Event::MembershipEnded {
+                room_id,
+                user_id: Some(viewer.user_id),
+            };
             announce(ctx.state().broker.as_ref(), Topic::Room(room_id), event).await;
         }
         Ok(Room::new(room))
     }
 
-    async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> async_graphql::Result<Message> {
+    async fn send_message(
+        &self,
+        ctx: &Context<'_>,
+        input: SendMessageInput,
+    ) -> async_graphql::Result<Message> {
         let viewer = ctx.require_viewer().extend()?;
         let room_id = id::decode(&input.room_id, NodeType::Room).extend()?;
-        let new = NewMessage { room_id, content: input.content, client_message_id: input.client_message_id };
+        let new = NewMessage {
+            room_id,
+            content: input.content,
+            client_message_id: input.client_message_id,
+        };
         let (message, stored) = rooms::send(ctx.db(), viewer.user_id, new).await.extend()?;
         if stored {
-            let event = Event::Message { room_id, message_id: message.id };
+            let event = Event::Message {
+                room_id,
+                message_id: message.id,
+            };
             announce(ctx.state().broker.as_ref(), Topic::Room(room_id), event).await;
         }
         Ok(Message::new(message))
@@ -378,6 +477,10 @@ impl RoomMutation {
     async fn mark_room_read(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
         let viewer = ctx.require_viewer().extend()?;
         let room_id = id::decode(&room_id, NodeType::Room).extend()?;
-        Ok(Room::new(rooms::mark_read(ctx.db(), viewer.user_id, room_id).await.extend()?))
+        Ok(Room::new(
+            rooms::mark_read(ctx.db(), viewer.user_id, room_id)
+                .await
+                .extend()?,
+        ))
     }
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{conversation, direct_message};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait, TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait, TryInsertResult,
     sea_query::{Expr, ExprTrait, OnConflict, Order, Query},
 };
 use uuid::Uuid;
@@ -29,10 +29,15 @@ use crate::{
 fn thread(backend: DbBackend, a: Uuid, b: Uuid) -> Condition {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     let (least, greatest) = match backend {
-        DbBackend::Postgres => ("LEAST(sender_id, receiver_id)", "GREATEST(sender_id, receiver_id)"),
+        DbBackend::Postgres => (
+            "LEAST(sender_id, receiver_id)",
+            "GREATEST(sender_id, receiver_id)",
+        ),
         _ => ("min(sender_id, receiver_id)", "max(sender_id, receiver_id)"),
     };
-    Condition::all().add(Expr::cust(least).eq(lo)).add(Expr::cust(greatest).eq(hi))
+    Condition::all()
+        .add(Expr::cust(least).eq(lo))
+        .add(Expr::cust(greatest).eq(hi))
 }
 
 pub struct NewDirectMessage {
@@ -49,7 +54,9 @@ pub async fn send(
     input: NewDirectMessage,
 ) -> AppResult<(direct_message::Model, bool)> {
     if input.to == viewer {
-        return Err(AppError::bad_input("you cannot send a direct message to yourself"));
+        return Err(AppError::bad_input(
+            "you cannot send a direct message to yourself",
+        ));
     }
     validate_content(&input.content)?;
     validate_client_message_id(input.client_message_id.as_deref())?;
@@ -67,7 +74,10 @@ pub async fn send(
     };
     let active: direct_message::ActiveModel = model.clone().into();
     let inserted = direct_message::Entity::insert(active)
-        .on_conflict_do_nothing_on([direct_message::Column::SenderId, direct_message::Column::ClientMessageId])
+        .on_conflict_do_nothing_on([
+            direct_message::Column::SenderId,
+            direct_message::Column::ClientMessageId,
+        ])
         .exec_without_returning(&txn)
         .await?;
     if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
@@ -77,7 +87,11 @@ pub async fn send(
             .filter(direct_message::Column::ClientMessageId.eq(model.client_message_id.as_deref()))
             .one(db)
             .await?
-            .ok_or_else(|| AppError::internal(std::io::Error::other("conflicting direct message not found")))?;
+            .ok_or_else(|| {
+                AppError::internal(std::io::Error::other(
+                    "conflicting direct message not found",
+                ))
+            })?;
         return Ok((first, false));
     }
     // Both rows in one order for every sender, so two opposite sends cannot deadlock.
@@ -85,7 +99,11 @@ pub async fn send(
     ends.sort();
     for (user_id, peer_id) in ends {
         // A thread's first message: the sender has read it, the receiver nothing yet.
-        let last_read_at = if user_id == viewer { model.created_at } else { DateTime::<Utc>::UNIX_EPOCH };
+        let last_read_at = if user_id == viewer {
+            model.created_at
+        } else {
+            DateTime::<Utc>::UNIX_EPOCH
+        };
         let row = conversation::ActiveModel {
             user_id: Set(user_id),
             peer_id: Set(peer_id),
@@ -94,14 +112,21 @@ pub async fn send(
             last_read_at: Set(last_read_at),
         };
         // Only ever forward: a concurrent send stamped later may have committed first.
-        let upsert = OnConflict::columns([conversation::Column::UserId, conversation::Column::PeerId])
-            .update_columns([conversation::Column::LastMessageId, conversation::Column::LastMessageAt])
-            .action_and_where(
-                Expr::col((conversation::Entity, conversation::Column::LastMessageAt))
-                    .lte(Expr::cust("excluded.last_message_at")),
-            )
-            .to_owned();
-        conversation::Entity::insert(row).on_conflict(upsert).exec_without_returning(&txn).await?;
+        let upsert =
+            OnConflict::columns([conversation::Column::UserId, conversation::Column::PeerId])
+                .update_columns([
+                    conversation::Column::LastMessageId,
+                    conversation::Column::LastMessageAt,
+                ])
+                .action_and_where(
+                    Expr::col((conversation::Entity, conversation::Column::LastMessageAt))
+                        .lte(Expr::cust("excluded.last_message_at")),
+                )
+                .to_owned();
+        conversation::Entity::insert(row)
+            .on_conflict(upsert)
+            .exec_without_returning(&txn)
+            .await?;
     }
     txn.commit().await?;
     Ok((model, true))
@@ -115,7 +140,9 @@ pub async fn thread_messages(
     page: &Page<DateTime<Utc>>,
 ) -> AppResult<Slice<direct_message::Model>> {
     if peer == viewer {
-        return Err(AppError::bad_input("a thread is between you and another user"));
+        return Err(AppError::bad_input(
+            "a thread is between you and another user",
+        ));
     }
     if users::find(db, peer).await?.is_none() {
         return Err(AppError::NotFound("user not found".into()));
@@ -159,14 +186,19 @@ pub async fn mark_read(
         .filter(conversation::Column::PeerId.eq(peer))
         .exec(db)
         .await?;
-    Ok(conversation::Entity::find_by_id((viewer, peer)).one(db).await?)
+    Ok(conversation::Entity::find_by_id((viewer, peer))
+        .one(db)
+        .await?)
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<direct_message::Model>> {
     Ok(direct_message::Entity::find_by_id(id).one(db).await?)
 }
 
-pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<direct_message::Model>> {
+pub async fn find_many(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> AppResult<Vec<direct_message::Model>> {
     Ok(direct_message::Entity::find()
         .filter(direct_message::Column::Id.is_in(ids.iter().copied()))
         .all(db)
@@ -192,7 +224,8 @@ pub async fn messages_since(
         )
         .filter(key().gte(since));
     if let Some((at, last)) = after {
-        select = select.filter(Expr::tuple([key(), id()]).gt(Expr::tuple([Expr::val(at), Expr::val(last)])));
+        select = select
+            .filter(Expr::tuple([key(), id()]).gt(Expr::tuple([Expr::val(at), Expr::val(last)])));
     }
     Ok(select
         .order_by(key(), Order::Asc)
@@ -227,7 +260,10 @@ pub async fn unread_counts(
         .to_owned();
     let mut out = HashMap::new();
     for row in db.query_all(&stmt).await? {
-        out.insert(row.try_get::<Uuid>("", "peer_id")?, row.try_get::<i64>("", "n")?);
+        out.insert(
+            row.try_get::<Uuid>("", "peer_id")?,
+            row.try_get::<i64>("", "n")?,
+        );
     }
     Ok(out)
 }

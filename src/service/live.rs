@@ -52,7 +52,10 @@ pub struct Lookback {
 
 impl Lookback {
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self { newest: start, seen: BTreeSet::new() }
+        Self {
+            newest: start,
+            seen: BTreeSet::new(),
+        }
     }
 
     /// Where the next re-read starts.
@@ -118,7 +121,9 @@ impl Source for RoomMessages {
     }
 
     async fn allowed(&self, db: &DatabaseConnection) -> AppResult<bool> {
-        Ok(rooms::membership(db, self.room_id, self.viewer).await?.is_some())
+        Ok(rooms::membership(db, self.room_id, self.viewer)
+            .await?
+            .is_some())
     }
 
     fn ends(&self, event: &Event) -> bool {
@@ -193,7 +198,14 @@ impl<S: Source> Feed<S> {
     /// `events` is already subscribed: what commits from here on wakes the feed.
     async fn start(db: DatabaseConnection, source: S, events: TopicReceiver) -> AppResult<Self> {
         let position = Lookback::new(now());
-        let mut feed = Self { db, source, events, position, pending: VecDeque::new(), scan: None };
+        let mut feed = Self {
+            db,
+            source,
+            events,
+            position,
+            pending: VecDeque::new(),
+            scan: None,
+        };
         // What is committed now is history, not news: remember it as seen.
         loop {
             feed.read_batch().await?;
@@ -207,7 +219,10 @@ impl<S: Source> Feed<S> {
     /// Reads one batch of the window (from where the last full batch
     /// stopped) and keeps the rows not seen yet.
     async fn read_batch(&mut self) -> AppResult<()> {
-        let rows = self.source.read(&self.db, self.position.since(), self.scan).await?;
+        let rows = self
+            .source
+            .read(&self.db, self.position.since(), self.scan)
+            .await?;
         let full = rows.len() as u64 >= READ_BATCH;
         let mut last = None;
         for row in rows {
@@ -267,6 +282,8 @@ impl<S: Source> Feed<S> {
     where
         S::Row: Send,
     {
-        futures_util::stream::unfold(self, |mut feed| async move { feed.next().await.map(|row| (row, feed)) })
+        futures_util::stream::unfold(self, |mut feed| async move {
+            feed.next().await.map(|row| (row, feed))
+        })
     }
 }

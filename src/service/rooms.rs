@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{message, room, room_member};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait, TryInsertResult,
     sea_query::{Expr, ExprTrait, Order, Query},
 };
 use uuid::Uuid;
@@ -44,16 +44,20 @@ fn clean_name(name: &str) -> AppResult<String> {
 
 fn validate_description(description: &str) -> AppResult<()> {
     if description.contains('\0') || char_len(description) > 1000 {
-        return Err(AppError::bad_input("room description must be at most 1000 characters"));
+        return Err(AppError::bad_input(
+            "room description must be at most 1000 characters",
+        ));
     }
     Ok(())
 }
 
 pub fn validate_client_message_id(id: Option<&str>) -> AppResult<()> {
     match id {
-        Some(id) if id.is_empty() || id.contains('\0') || char_len(id) > MAX_CLIENT_MESSAGE_ID => Err(
-            AppError::bad_input(format!("clientMessageId must be 1–{MAX_CLIENT_MESSAGE_ID} characters")),
-        ),
+        Some(id) if id.is_empty() || id.contains('\0') || char_len(id) > MAX_CLIENT_MESSAGE_ID => {
+            Err(AppError::bad_input(format!(
+                "clientMessageId must be 1–{MAX_CLIENT_MESSAGE_ID} characters"
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -63,7 +67,9 @@ pub async fn find(db: &impl ConnectionTrait, room_id: Uuid) -> AppResult<Option<
 }
 
 async fn require_room(db: &impl ConnectionTrait, room_id: Uuid) -> AppResult<room::Model> {
-    find(db, room_id).await?.ok_or_else(|| AppError::NotFound("room not found".into()))
+    find(db, room_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("room not found".into()))
 }
 
 pub async fn membership(
@@ -71,14 +77,22 @@ pub async fn membership(
     room_id: Uuid,
     user_id: Uuid,
 ) -> AppResult<Option<room_member::Model>> {
-    Ok(room_member::Entity::find_by_id((room_id, user_id)).one(db).await?)
+    Ok(room_member::Entity::find_by_id((room_id, user_id))
+        .one(db)
+        .await?)
 }
 
 /// The room, if `user_id` is one of its members: NOT_FOUND for no room, FORBIDDEN for a non-member.
-pub async fn require_member(db: &impl ConnectionTrait, room_id: Uuid, user_id: Uuid) -> AppResult<room::Model> {
+pub async fn require_member(
+    db: &impl ConnectionTrait,
+    room_id: Uuid,
+    user_id: Uuid,
+) -> AppResult<room::Model> {
     let room = require_room(db, room_id).await?;
     if membership(db, room_id, user_id).await?.is_none() {
-        return Err(AppError::Forbidden("only members of this room may do that".into()));
+        return Err(AppError::Forbidden(
+            "only members of this room may do that".into(),
+        ));
     }
     Ok(room)
 }
@@ -131,7 +145,9 @@ pub async fn update(
     let txn = db.begin().await?;
     let room = require_room(&txn, room_id).await?;
     if room.created_by != viewer {
-        return Err(AppError::Forbidden("only the room's creator may change it".into()));
+        return Err(AppError::Forbidden(
+            "only the room's creator may change it".into(),
+        ));
     }
     let mut model: room::ActiveModel = room.into();
     if let Some(name) = name {
@@ -150,14 +166,20 @@ pub async fn update(
 pub async fn delete(db: &impl ConnectionTrait, viewer: Uuid, room_id: Uuid) -> AppResult<()> {
     let room = require_room(db, room_id).await?;
     if room.created_by != viewer {
-        return Err(AppError::Forbidden("only the room's creator may delete it".into()));
+        return Err(AppError::Forbidden(
+            "only the room's creator may delete it".into(),
+        ));
     }
     room::Entity::delete_by_id(room_id).exec(db).await?;
     Ok(())
 }
 
 /// Idempotent: joining again keeps the first joinedAt and read mark.
-pub async fn join(db: &impl ConnectionTrait, viewer: Uuid, room_id: Uuid) -> AppResult<room::Model> {
+pub async fn join(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    room_id: Uuid,
+) -> AppResult<room::Model> {
     let room = require_room(db, room_id).await?;
     let now = now();
     // A new member has read everything that came before they joined.
@@ -174,13 +196,23 @@ pub async fn join(db: &impl ConnectionTrait, viewer: Uuid, room_id: Uuid) -> App
 }
 
 /// Returns whether the viewer was a member.
-pub async fn leave(db: &impl ConnectionTrait, viewer: Uuid, room_id: Uuid) -> AppResult<(room::Model, bool)> {
+pub async fn leave(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    room_id: Uuid,
+) -> AppResult<(room::Model, bool)> {
     let room = require_room(db, room_id).await?;
-    let result = room_member::Entity::delete_by_id((room_id, viewer)).exec(db).await?;
+    let result = room_member::Entity::delete_by_id((room_id, viewer))
+        .exec(db)
+        .await?;
     Ok((room, result.rows_affected > 0))
 }
 
-pub async fn mark_read(db: &impl ConnectionTrait, viewer: Uuid, room_id: Uuid) -> AppResult<room::Model> {
+pub async fn mark_read(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    room_id: Uuid,
+) -> AppResult<room::Model> {
     let room = require_member(db, room_id, viewer).await?;
     room_member::Entity::update_many()
         .col_expr(room_member::Column::LastReadAt, Expr::value(now()))
@@ -192,7 +224,10 @@ pub async fn mark_read(db: &impl ConnectionTrait, viewer: Uuid, room_id: Uuid) -
 }
 
 /// Every room, newest first.
-pub async fn list(db: &impl ConnectionTrait, page: &Page<DateTime<Utc>>) -> AppResult<Slice<room::Model>> {
+pub async fn list(
+    db: &impl ConnectionTrait,
+    page: &Page<DateTime<Utc>>,
+) -> AppResult<Slice<room::Model>> {
     let select = page.apply(
         room::Entity::find(),
         Expr::col((room::Entity, room::Column::CreatedAt)),
@@ -317,7 +352,10 @@ async fn find_by_client_id(
     found.ok_or_else(|| AppError::internal(std::io::Error::other("conflicting message not found")))
 }
 
-pub async fn find_message(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<message::Model>> {
+pub async fn find_message(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> AppResult<Option<message::Model>> {
     Ok(message::Entity::find_by_id(id).one(db).await?)
 }
 
@@ -336,7 +374,8 @@ pub async fn messages_since(
         .filter(message::Column::RoomId.eq(room_id))
         .filter(key().gte(since));
     if let Some((at, last)) = after {
-        select = select.filter(Expr::tuple([key(), id()]).gt(Expr::tuple([Expr::val(at), Expr::val(last)])));
+        select = select
+            .filter(Expr::tuple([key(), id()]).gt(Expr::tuple([Expr::val(at), Expr::val(last)])));
     }
     Ok(select
         .order_by(key(), Order::Asc)
@@ -349,11 +388,20 @@ pub async fn messages_since(
 // ---- batched lookups for the DataLoaders ----
 
 pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<room::Model>> {
-    Ok(room::Entity::find().filter(room::Column::Id.is_in(ids.iter().copied())).all(db).await?)
+    Ok(room::Entity::find()
+        .filter(room::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
 }
 
-pub async fn find_messages(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<message::Model>> {
-    Ok(message::Entity::find().filter(message::Column::Id.is_in(ids.iter().copied())).all(db).await?)
+pub async fn find_messages(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> AppResult<Vec<message::Model>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
 }
 
 /// The viewer's memberships among `room_ids`.
@@ -370,7 +418,10 @@ pub async fn memberships(
 }
 
 /// Members per room, counted in SQL.
-pub async fn member_counts(db: &impl ConnectionTrait, room_ids: &[Uuid]) -> AppResult<HashMap<Uuid, i64>> {
+pub async fn member_counts(
+    db: &impl ConnectionTrait,
+    room_ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, i64>> {
     let rows = room_member::Entity::find()
         .select_only()
         .column(room_member::Column::RoomId)
@@ -408,7 +459,10 @@ pub async fn unread_counts(
         .to_owned();
     let mut out = HashMap::new();
     for row in db.query_all(&stmt).await? {
-        out.insert(row.try_get::<Uuid>("", "room_id")?, row.try_get::<i64>("", "n")?);
+        out.insert(
+            row.try_get::<Uuid>("", "room_id")?,
+            row.try_get::<i64>("", "n")?,
+        );
     }
     Ok(out)
 }
