@@ -52,10 +52,16 @@ impl App {
             Some(secret) => secret.clone(),
             None => load_or_create_secret(&config.data_dir)?,
         };
-        let keys = Keys::new(secret.as_bytes(), config.access_token_ttl, config.refresh_token_ttl);
+        let keys = Keys::new(
+            secret.as_bytes(),
+            config.access_token_ttl,
+            config.refresh_token_ttl,
+        );
         let passwords = Passwords::new(config.bcrypt_cost).await?;
         let broker: Arc<dyn Broker> = match db.get_database_backend() {
-            DbBackend::Postgres => Arc::new(PgBroker::start(db.get_postgres_connection_pool().clone()).await?),
+            DbBackend::Postgres => {
+                Arc::new(PgBroker::start(db.get_postgres_connection_pool().clone()).await?)
+            }
             _ => Arc::new(MemoryBroker::default()),
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -68,7 +74,11 @@ impl App {
             shutdown,
         };
         let schema = graphql::build(Some(state.clone()), state.config.dev_mode);
-        Ok(Self { state, schema, shutdown: Arc::new(shutdown_tx) })
+        Ok(Self {
+            state,
+            schema,
+            shutdown: Arc::new(shutdown_tx),
+        })
     }
 
     pub fn router(&self) -> axum::Router {

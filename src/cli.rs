@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, DEFAULT_BIND_ADDR, DEFAULT_DATA_DIR};
 
 #[derive(Debug, Parser)]
-#[command(name = "confab", version, about = "Confab: a GraphQL chat and social API server")]
+#[command(
+    name = "confab",
+    version,
+    about = "Confab: a GraphQL chat and social API server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -74,10 +78,20 @@ pub struct Opts {
     #[arg(long, env = "BCRYPT_COST", default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31), global = true)]
     pub bcrypt_cost: u32,
     /// Access token lifetime in seconds.
-    #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 900, global = true)]
+    #[arg(
+        long,
+        env = "ACCESS_TOKEN_TTL_SECS",
+        default_value_t = 900,
+        global = true
+    )]
     pub access_token_ttl_secs: u64,
     /// Refresh token lifetime in days.
-    #[arg(long, env = "REFRESH_TOKEN_TTL_DAYS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "REFRESH_TOKEN_TTL_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
     pub refresh_token_ttl_days: u64,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024, global = true)]
@@ -99,7 +113,8 @@ impl Opts {
         config.data_dir = self.data_dir;
         config.bcrypt_cost = self.bcrypt_cost;
         config.access_token_ttl = Duration::from_secs(self.access_token_ttl_secs.max(1));
-        config.refresh_token_ttl = Duration::from_secs(self.refresh_token_ttl_days.max(1) * 24 * 3600);
+        config.refresh_token_ttl =
+            Duration::from_secs(self.refresh_token_ttl_days.max(1) * 24 * 3600);
         config.body_limit = self.body_limit;
         config.dev_mode = self.dev;
         config

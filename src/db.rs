@@ -12,7 +12,8 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if let Some(path) = sqlite_path(url) {
         if let Some(dir) = std::path::Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| DbErr::Custom(format!("creating {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| DbErr::Custom(format!("creating {}: {e}", dir.display())))?;
             }
         }
     }
@@ -21,12 +22,14 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
-        opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-        });
+        opts.max_connections(1)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
     } else {
         opts.max_connections(20).min_connections(1);
     }
@@ -34,7 +37,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
@@ -81,7 +86,10 @@ pub async fn describe(db: &DatabaseConnection, url: &str) -> Result<Description,
     };
     let database = match db.get_database_backend() {
         DbBackend::Postgres => db
-            .query_one_raw(sea_orm::Statement::from_string(DbBackend::Postgres, "SELECT current_database() AS name"))
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_database() AS name",
+            ))
             .await?
             .map(|row| row.try_get::<String>("", "name"))
             .transpose()?
@@ -93,7 +101,11 @@ pub async fn describe(db: &DatabaseConnection, url: &str) -> Result<Description,
         .last()
         .map(|m| m.name().to_owned())
         .unwrap_or_else(|| "none".to_owned());
-    Ok(Description { backend, database, migration })
+    Ok(Description {
+        backend,
+        database,
+        migration,
+    })
 }
 
 /// Ready: the database answers and no migration is pending.

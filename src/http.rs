@@ -60,7 +60,10 @@ async fn readyz(State(app): State<App>) -> (StatusCode, &'static str) {
     if crate::db::ready(&app.state.db).await {
         (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable or migrations pending")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unreachable or migrations pending",
+        )
     }
 }
 
@@ -109,10 +112,18 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
 }
 
 /// A response to a request that never reached GraphQL execution.
-fn request_error(status: StatusCode, media: MediaType, message: &str, code: &str) -> axum::response::Response {
-    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+fn request_error(
+    status: StatusCode,
+    media: MediaType,
+    message: &str,
+    code: &str,
+) -> axum::response::Response {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, media.header());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, media.header());
     response
 }
 
@@ -131,7 +142,9 @@ pub fn viewer_from_headers(app: &App, headers: &HeaderMap) -> Result<Option<View
 pub fn viewer_from_authorization(app: &App, value: &str) -> Result<Option<Viewer>, AppError> {
     let token = auth::bearer(value)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::Unauthenticated("expected `Authorization: Bearer <token>`".into()))?;
+        .ok_or_else(|| {
+            AppError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
+        })?;
     let user_id = app.state.keys.verify_access(token)?;
     Ok(Some(Viewer { user_id }))
 }
@@ -157,7 +170,9 @@ impl GraphqlBody {
             request = request.operation_name(name);
         }
         if let Some(vars) = self.variables {
-            request = request.variables(async_graphql::Variables::from_json(serde_json::Value::Object(vars)));
+            request = request.variables(async_graphql::Variables::from_json(
+                serde_json::Value::Object(vars),
+            ));
         }
         if let Some(ext) = self.extensions {
             for (k, v) in ext {
@@ -171,7 +186,10 @@ impl GraphqlBody {
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let mut parts = value.split(';');
@@ -188,13 +206,27 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     })
 }
 
-async fn graphql_post(State(app): State<App>, headers: HeaderMap, body: Body) -> axum::response::Response {
+async fn graphql_post(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> axum::response::Response {
     let Some(media) = negotiate(&headers) else {
-        return request_error(StatusCode::NOT_ACCEPTABLE, MediaType::Json, "not acceptable: ask for application/json or application/graphql-response+json", "BAD_USER_INPUT");
+        return request_error(
+            StatusCode::NOT_ACCEPTABLE,
+            MediaType::Json,
+            "not acceptable: ask for application/json or application/graphql-response+json",
+            "BAD_USER_INPUT",
+        );
     };
     if !is_json_content_type(&headers) {
         // Also what stops cross-site "simple" form posts.
-        return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, "Content-Type must be application/json", "BAD_USER_INPUT");
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "Content-Type must be application/json",
+            "BAD_USER_INPUT",
+        );
     }
     let bytes: Bytes = match axum::body::to_bytes(body, app.state.config.body_limit).await {
         Ok(bytes) => bytes,
@@ -202,7 +234,10 @@ async fn graphql_post(State(app): State<App>, headers: HeaderMap, body: Body) ->
             return request_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 media,
-                &format!("request body larger than {} bytes", app.state.config.body_limit),
+                &format!(
+                    "request body larger than {} bytes",
+                    app.state.config.body_limit
+                ),
                 "BAD_USER_INPUT",
             );
         }
@@ -210,7 +245,12 @@ async fn graphql_post(State(app): State<App>, headers: HeaderMap, body: Body) ->
     let body: GraphqlBody = match serde_json::from_slice(&bytes) {
         Ok(body) => body,
         Err(err) => {
-            return request_error(StatusCode::BAD_REQUEST, media, &format!("malformed GraphQL request: {err}"), "BAD_USER_INPUT");
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                &format!("malformed GraphQL request: {err}"),
+                "BAD_USER_INPUT",
+            );
         }
     };
     execute(&app, &headers, media, body.into_request()).await
@@ -222,31 +262,52 @@ async fn graphql_get(
     Query(params): Query<HashMap<String, String>>,
 ) -> axum::response::Response {
     let Some(media) = negotiate(&headers) else {
-        return request_error(StatusCode::NOT_ACCEPTABLE, MediaType::Json, "not acceptable: ask for application/json or application/graphql-response+json", "BAD_USER_INPUT");
+        return request_error(
+            StatusCode::NOT_ACCEPTABLE,
+            MediaType::Json,
+            "not acceptable: ask for application/json or application/graphql-response+json",
+            "BAD_USER_INPUT",
+        );
     };
     let Some(query) = params.get("query") else {
-        return request_error(StatusCode::BAD_REQUEST, media, "missing `query` parameter", "BAD_USER_INPUT");
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            media,
+            "missing `query` parameter",
+            "BAD_USER_INPUT",
+        );
     };
-    let parse_object = |name: &str| -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
-        match params.get(name) {
-            None => Ok(None),
-            Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
-                Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
-                Ok(serde_json::Value::Null) => Ok(None),
-                _ => Err(format!("`{name}` must be a JSON object")),
-            },
-        }
-    };
+    let parse_object =
+        |name: &str| -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+            match params.get(name) {
+                None => Ok(None),
+                Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
+                    Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
+                    Ok(serde_json::Value::Null) => Ok(None),
+                    _ => Err(format!("`{name}` must be a JSON object")),
+                },
+            }
+        };
     let (variables, extensions) = match (parse_object("variables"), parse_object("extensions")) {
         (Ok(v), Ok(e)) => (v, e),
-        (Err(msg), _) | (_, Err(msg)) => return request_error(StatusCode::BAD_REQUEST, media, &msg, "BAD_USER_INPUT"),
+        (Err(msg), _) | (_, Err(msg)) => {
+            return request_error(StatusCode::BAD_REQUEST, media, &msg, "BAD_USER_INPUT");
+        }
     };
-    let operation_name = params.get("operationName").filter(|s| !s.is_empty()).cloned();
+    let operation_name = params
+        .get("operationName")
+        .filter(|s| !s.is_empty())
+        .cloned();
     // Only queries over GET: a GET must not change anything.
     if let Ok(doc) = async_graphql::parser::parse_query(query) {
         let op_type = match (&operation_name, &doc.operations) {
-            (Some(name), ops) => ops.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)).map(|(_, op)| op.node.ty),
-            (None, async_graphql::parser::types::DocumentOperations::Single(op)) => Some(op.node.ty),
+            (Some(name), ops) => ops
+                .iter()
+                .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
+                .map(|(_, op)| op.node.ty),
+            (None, async_graphql::parser::types::DocumentOperations::Single(op)) => {
+                Some(op.node.ty)
+            }
             (None, ops) => {
                 let mut iter = ops.iter();
                 match (iter.next(), iter.next()) {
@@ -262,7 +323,9 @@ async fn graphql_get(
                 "only queries may be sent with GET; use POST",
                 "BAD_USER_INPUT",
             );
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
     }
@@ -284,10 +347,16 @@ async fn execute(
     let viewer = match viewer_from_headers(app, headers) {
         Ok(viewer) => viewer,
         Err(err) => {
-            let mut response = request_error(StatusCode::UNAUTHORIZED, media, &err.to_string(), err.code());
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            let mut response = request_error(
+                StatusCode::UNAUTHORIZED,
+                media,
+                &err.to_string(),
+                err.code(),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
             return response;
         }
     };
@@ -310,11 +379,19 @@ async fn execute(
     };
     let body = match serde_json::to_vec(&response) {
         Ok(body) => body,
-        Err(_) => return request_error(StatusCode::INTERNAL_SERVER_ERROR, media, "internal server error", "INTERNAL_SERVER_ERROR"),
+        Err(_) => {
+            return request_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                media,
+                "internal server error",
+                "INTERNAL_SERVER_ERROR",
+            );
+        }
     };
     let mut out = (status, body).into_response();
-    out.headers_mut().insert(header::CONTENT_TYPE, media.header());
-    out.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    out.headers_mut()
+        .insert(header::CONTENT_TYPE, media.header());
+    out.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     out
 }
-

@@ -64,7 +64,11 @@ impl Protocol {
     }
 }
 
-pub async fn upgrade(State(app): State<App>, headers: HeaderMap, ws: WebSocketUpgrade) -> axum::response::Response {
+pub async fn upgrade(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> axum::response::Response {
     // The client's first offered protocol we speak; none offered means the current one.
     let offered: Vec<String> = ws
         .requested_protocols()
@@ -99,14 +103,21 @@ pub async fn upgrade(State(app): State<App>, headers: HeaderMap, ws: WebSocketUp
         ws.set_selected_protocol(HeaderValue::from_static(protocol.name()));
     }
     ws.on_upgrade(move |socket| async move {
-        Connection::new(app, protocol, socket, header_auth).run().await;
+        Connection::new(app, protocol, socket, header_auth)
+            .run()
+            .await;
     })
 }
 
 /// What subscription tasks hand to the socket loop.
 enum Outgoing {
     /// A result for subscription `id` (of `generation`): `next`, or `error` if it failed before starting.
-    Result { id: String, generation: u64, response: Response, first: bool },
+    Result {
+        id: String,
+        generation: u64,
+        response: Response,
+        first: bool,
+    },
     /// Subscription `id` ended by itself.
     Done { id: String, generation: u64 },
 }
@@ -138,7 +149,12 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(app: App, protocol: Protocol, socket: WebSocket, header_auth: Result<Option<Viewer>, AppError>) -> Self {
+    fn new(
+        app: App,
+        protocol: Protocol,
+        socket: WebSocket,
+        header_auth: Result<Option<Viewer>, AppError>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(OUTBOX);
         Self {
             app,
@@ -163,7 +179,10 @@ impl Connection {
                 Close::Code(code, reason) => (code, reason.to_owned()),
                 Close::Owned(code, reason) => (code, reason),
             };
-            let frame = CloseFrame { code, reason: truncate_reason(&reason).into() };
+            let frame = CloseFrame {
+                code,
+                reason: truncate_reason(&reason).into(),
+            };
             let _ = self.socket.send(Message::Close(Some(frame))).await;
         }
     }
@@ -172,7 +191,8 @@ impl Connection {
     async fn serve(&mut self) -> Option<Close> {
         let init_deadline = tokio::time::sleep(self.app.state.config.ws_init_timeout);
         tokio::pin!(init_deadline);
-        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+        let mut keep_alive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         let mut shutdown = self.app.state.shutdown.clone();
         loop {
             tokio::select! {
@@ -216,7 +236,9 @@ impl Connection {
     }
 
     async fn send(&mut self, message: Json) -> Result<(), axum::Error> {
-        self.socket.send(Message::Text(message.to_string().into())).await
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
     }
 
     /// Handles one client message. Err carries how the socket ends.
@@ -235,7 +257,9 @@ impl Connection {
                     Err(_) => return Err(Some(Close::Code(4403, "Forbidden"))),
                 };
                 self.viewer = Some(viewer);
-                self.send(json!({"type": "connection_ack"})).await.map_err(io)?;
+                self.send(json!({"type": "connection_ack"}))
+                    .await
+                    .map_err(io)?;
             }
             (Protocol::Transport, "ping") => {
                 let mut pong = json!({"type": "pong"});
@@ -247,42 +271,65 @@ impl Connection {
             (Protocol::Transport, "pong") => {}
             (Protocol::Transport, "subscribe") | (Protocol::Legacy, "start") => {
                 let Some(id) = msg.id.filter(|id| !id.is_empty()) else {
-                    return Err(Some(Close::Code(4400, "Invalid message received: missing id")));
+                    return Err(Some(Close::Code(
+                        4400,
+                        "Invalid message received: missing id",
+                    )));
                 };
                 let Some(viewer) = self.viewer else {
                     return Err(Some(Close::Code(4401, "Unauthorized")));
                 };
                 let Some(request) = msg.payload.and_then(parse_request) else {
-                    return Err(Some(Close::Code(4400, "Invalid message received: bad subscribe payload")));
+                    return Err(Some(Close::Code(
+                        4400,
+                        "Invalid message received: bad subscribe payload",
+                    )));
                 };
                 if self.active.contains_key(&id) {
-                    return Err(Some(Close::Owned(4409, format!("Subscriber for {id} already exists"))));
+                    return Err(Some(Close::Owned(
+                        4409,
+                        format!("Subscriber for {id} already exists"),
+                    )));
                 }
                 if self.active.len() >= MAX_SUBSCRIPTIONS_PER_SOCKET {
                     let error = json!([{
                         "message": format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection"),
                         "extensions": {"code": "RATE_LIMITED"},
                     }]);
-                    self.send(json!({"type": "error", "id": id, "payload": self.error_payload(error)}))
-                        .await
-                        .map_err(io)?;
+                    self.send(
+                        json!({"type": "error", "id": id, "payload": self.error_payload(error)}),
+                    )
+                    .await
+                    .map_err(io)?;
                     return Ok(());
                 }
                 self.start(id, viewer, request);
             }
             (Protocol::Transport, "complete") | (Protocol::Legacy, "stop") => {
                 let Some(id) = msg.id else {
-                    return Err(Some(Close::Code(4400, "Invalid message received: missing id")));
+                    return Err(Some(Close::Code(
+                        4400,
+                        "Invalid message received: missing id",
+                    )));
                 };
                 if let Some((_, handle)) = self.active.remove(&id) {
                     handle.abort();
                     if self.protocol == Protocol::Legacy {
-                        self.send(json!({"type": "complete", "id": id})).await.map_err(io)?;
+                        self.send(json!({"type": "complete", "id": id}))
+                            .await
+                            .map_err(io)?;
                     }
                 }
             }
-            (Protocol::Legacy, "connection_terminate") => return Err(Some(Close::Code(1000, "Normal closure"))),
-            _ => return Err(Some(Close::Code(4400, "Invalid message received: unknown type"))),
+            (Protocol::Legacy, "connection_terminate") => {
+                return Err(Some(Close::Code(1000, "Normal closure")));
+            }
+            _ => {
+                return Err(Some(Close::Code(
+                    4400,
+                    "Invalid message received: unknown type",
+                )));
+            }
         }
         Ok(())
     }
@@ -300,7 +347,9 @@ impl Connection {
                 Ok(viewer) => Ok(*viewer),
                 Err(_) => Err(AppError::Unauthenticated("invalid token".into())),
             },
-            Some(_) => Err(AppError::Unauthenticated("authorization must be a string".into())),
+            Some(_) => Err(AppError::Unauthenticated(
+                "authorization must be a string".into(),
+            )),
         }
     }
 
@@ -325,25 +374,42 @@ impl Connection {
             let mut stream = schema.execute_stream(request);
             let mut first = true;
             while let Some(response) = stream.next().await {
-                let out = Outgoing::Result { id: task_id.clone(), generation, response, first };
+                let out = Outgoing::Result {
+                    id: task_id.clone(),
+                    generation,
+                    response,
+                    first,
+                };
                 first = false;
                 // Waits while the socket is behind: only this client slows down.
                 if tx.send(out).await.is_err() {
                     return;
                 }
             }
-            let _ = tx.send(Outgoing::Done { id: task_id, generation }).await;
+            let _ = tx
+                .send(Outgoing::Done {
+                    id: task_id,
+                    generation,
+                })
+                .await;
         });
         self.active.insert(id, (generation, handle.abort_handle()));
     }
 
     async fn deliver(&mut self, out: Outgoing) -> Result<(), axum::Error> {
         match out {
-            Outgoing::Result { id, generation, mut response, first } => {
+            Outgoing::Result {
+                id,
+                generation,
+                mut response,
+                first,
+            } => {
                 if self.active.get(&id).map(|(g, _)| *g) != Some(generation) {
                     return Ok(()); // completed by the client meanwhile
                 }
-                let failed = first && matches!(response.data, async_graphql::Value::Null) && !response.errors.is_empty();
+                let failed = first
+                    && matches!(response.data, async_graphql::Value::Null)
+                    && !response.errors.is_empty();
                 graphql::ensure_codes(&mut response, false);
                 if failed {
                     // Validation or authorization failed before the stream began.
@@ -352,10 +418,13 @@ impl Connection {
                     }
                     let errors = serde_json::to_value(&response.errors).unwrap_or(Json::Null);
                     let payload = self.error_payload(errors);
-                    return self.send(json!({"type": "error", "id": id, "payload": payload})).await;
+                    return self
+                        .send(json!({"type": "error", "id": id, "payload": payload}))
+                        .await;
                 }
                 let payload = serde_json::to_value(&response).unwrap_or(Json::Null);
-                self.send(json!({"type": self.protocol.data(), "id": id, "payload": payload})).await
+                self.send(json!({"type": self.protocol.data(), "id": id, "payload": payload}))
+                    .await
             }
             Outgoing::Done { id, generation } => {
                 if self.active.get(&id).map(|(g, _)| *g) != Some(generation) {

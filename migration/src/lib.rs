@@ -40,7 +40,10 @@ fn is_postgres(manager: &SchemaManager<'_>) -> bool {
 
 /// A `created_at`-style column: UTC timestamp, not null.
 fn timestamp(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).timestamp_with_time_zone().not_null().to_owned()
+    ColumnDef::new(col)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
 }
 
 fn uuid_col(col: impl IntoIden) -> ColumnDef {

@@ -51,9 +51,23 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Users::DisplayName).string_len(100).null())
                     .col(ColumnDef::new(Users::AvatarUrl).string_len(2048).null())
                     .col(ColumnDef::new(Users::Email).string_len(254).not_null())
-                    .col(ColumnDef::new(Users::PasswordHash).string_len(60).not_null())
-                    .col(ColumnDef::new(Users::IsPrivate).boolean().not_null().default(false))
-                    .col(ColumnDef::new(Users::IsOfficial).boolean().not_null().default(false))
+                    .col(
+                        ColumnDef::new(Users::PasswordHash)
+                            .string_len(60)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::IsPrivate)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(
+                        ColumnDef::new(Users::IsOfficial)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
                     .col(ColumnDef::new(Users::IdentityKey).text().null())
                     .col(timestamp(Users::CreatedAt))
                     .col(timestamp(Users::UpdatedAt))
@@ -94,12 +108,25 @@ impl MigrationTrait for Migration {
                     .table(RefreshTokens::Table)
                     .col(uuid_col(RefreshTokens::Id).primary_key())
                     .col(uuid_col(RefreshTokens::UserId))
-                    .col(ColumnDef::new(RefreshTokens::TokenHash).binary_len(32).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(RefreshTokens::TokenHash)
+                            .binary_len(32)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(uuid_col(RefreshTokens::FamilyId))
                     .col(timestamp(RefreshTokens::ExpiresAt))
                     .col(timestamp(RefreshTokens::CreatedAt))
-                    .col(ColumnDef::new(RefreshTokens::SpentAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(RefreshTokens::RevokedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(RefreshTokens::SpentAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshTokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("refresh_tokens_user_id_fkey")
@@ -134,6 +161,8 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(RefreshTokens::Table).to_owned())
             .await?;
-        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
     }
 }

@@ -61,7 +61,9 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Rooms::CreatedAt))
                     .col(timestamp(Rooms::UpdatedAt))
                     .check(Expr::cust("length(name) BETWEEN 1 AND 100"))
-                    .check(Expr::cust("description IS NULL OR length(description) <= 1000"))
+                    .check(Expr::cust(
+                        "description IS NULL OR length(description) <= 1000",
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("rooms_created_by_fkey")
@@ -101,7 +103,11 @@ impl MigrationTrait for Migration {
                     .col(uuid_col(RoomMembers::UserId))
                     .col(timestamp(RoomMembers::JoinedAt))
                     .col(timestamp(RoomMembers::LastReadAt))
-                    .primary_key(Index::create().col(RoomMembers::RoomId).col(RoomMembers::UserId))
+                    .primary_key(
+                        Index::create()
+                            .col(RoomMembers::RoomId)
+                            .col(RoomMembers::UserId),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("room_members_room_id_fkey")
@@ -149,7 +155,11 @@ impl MigrationTrait for Migration {
                     .col(uuid_col(Messages::RoomId))
                     .col(uuid_col(Messages::SenderId))
                     .col(ColumnDef::new(Messages::Content).text().not_null())
-                    .col(ColumnDef::new(Messages::ClientMessageId).string_len(64).null())
+                    .col(
+                        ColumnDef::new(Messages::ClientMessageId)
+                            .string_len(64)
+                            .null(),
+                    )
                     .col(timestamp(Messages::CreatedAt))
                     .check(Expr::cust("length(content) >= 1"))
                     .foreign_key(
@@ -195,8 +205,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Messages::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(RoomMembers::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Rooms::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Messages::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(RoomMembers::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Rooms::Table).to_owned())
+            .await
     }
 }

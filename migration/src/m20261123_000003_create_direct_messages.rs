@@ -51,7 +51,11 @@ impl MigrationTrait for Migration {
                     .col(uuid_col(DirectMessages::SenderId))
                     .col(uuid_col(DirectMessages::ReceiverId))
                     .col(ColumnDef::new(DirectMessages::Content).text().not_null())
-                    .col(ColumnDef::new(DirectMessages::ClientMessageId).string_len(64).null())
+                    .col(
+                        ColumnDef::new(DirectMessages::ClientMessageId)
+                            .string_len(64)
+                            .null(),
+                    )
                     .col(timestamp(DirectMessages::CreatedAt))
                     .check(Expr::cust("length(content) >= 1"))
                     .check(Expr::cust("sender_id <> receiver_id"))

@@ -49,7 +49,11 @@ impl MigrationTrait for Migration {
                     .col(uuid_col(Follows::FollowingId))
                     .col(ColumnDef::new(Follows::Status).string_len(16).not_null())
                     .col(timestamp(Follows::CreatedAt))
-                    .primary_key(Index::create().col(Follows::FollowerId).col(Follows::FollowingId))
+                    .primary_key(
+                        Index::create()
+                            .col(Follows::FollowerId)
+                            .col(Follows::FollowingId),
+                    )
                     .check(Expr::cust("status IN ('pending', 'accepted')"))
                     .check(Expr::cust("follower_id <> following_id"))
                     .foreign_key(
@@ -105,14 +109,23 @@ impl MigrationTrait for Migration {
                     .col(uuid_col(Posts::AuthorId))
                     .col(ColumnDef::new(Posts::Content).text().not_null())
                     .col(ColumnDef::new(Posts::DurationMs).big_integer().null())
-                    .col(ColumnDef::new(Posts::IsBeacon).boolean().not_null().default(false))
+                    .col(
+                        ColumnDef::new(Posts::IsBeacon)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
                     .col(ColumnDef::new(Posts::Latitude).double().null())
                     .col(ColumnDef::new(Posts::Longitude).double().null())
                     .col(timestamp(Posts::CreatedAt))
                     .check(Expr::cust("length(content) >= 1"))
                     .check(Expr::cust("duration_ms IS NULL OR duration_ms >= 0"))
-                    .check(Expr::cust("latitude IS NULL OR latitude BETWEEN -90 AND 90"))
-                    .check(Expr::cust("longitude IS NULL OR longitude BETWEEN -180 AND 180"))
+                    .check(Expr::cust(
+                        "latitude IS NULL OR latitude BETWEEN -90 AND 90",
+                    ))
+                    .check(Expr::cust(
+                        "longitude IS NULL OR longitude BETWEEN -180 AND 180",
+                    ))
                     .check(Expr::cust(
                         "(is_beacon AND latitude IS NOT NULL AND longitude IS NOT NULL) \
                          OR (NOT is_beacon AND latitude IS NULL AND longitude IS NULL)",
@@ -174,8 +187,12 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Posts::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Follows::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Posts::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Follows::Table).to_owned())
+            .await
         // The postgis extension stays: other databases objects may use it, and
         // dropping an extension is an operator's decision, not a migration's.
     }

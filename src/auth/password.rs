@@ -21,9 +21,10 @@ pub struct Passwords {
 
 impl Passwords {
     pub async fn new(cost: u32) -> AppResult<Self> {
-        let dummy_hash = tokio::task::spawn_blocking(move || bcrypt::hash("confab-dummy-password", cost))
-            .await?
-            .map_err(AppError::internal)?;
+        let dummy_hash =
+            tokio::task::spawn_blocking(move || bcrypt::hash("confab-dummy-password", cost))
+                .await?
+                .map_err(AppError::internal)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             cost,

@@ -41,7 +41,11 @@ impl Keys {
         }
     }
 
-    pub fn issue_access(&self, user_id: Uuid, now: DateTime<Utc>) -> AppResult<(String, DateTime<Utc>)> {
+    pub fn issue_access(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<(String, DateTime<Utc>)> {
         let expires_at = now + self.access_ttl;
         let claims = AccessClaims {
             sub: user_id,
@@ -62,7 +66,9 @@ impl Keys {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
             .map_err(|_| AppError::Unauthenticated("invalid or expired access token".into()))?;
         if data.claims.typ != ACCESS {
-            return Err(AppError::Unauthenticated("invalid or expired access token".into()));
+            return Err(AppError::Unauthenticated(
+                "invalid or expired access token".into(),
+            ));
         }
         Ok(data.claims.sub)
     }

@@ -1,7 +1,7 @@
 //! What a resolver reaches through its context: the app state, the viewer,
 //! the request's DataLoaders.
 
-use async_graphql::{Context, Interface, ID};
+use async_graphql::{Context, ID, Interface};
 use sea_orm::DatabaseConnection;
 
 use crate::{

@@ -20,7 +20,13 @@ pub enum NodeType {
 }
 
 impl NodeType {
-    const ALL: [Self; 5] = [Self::User, Self::Room, Self::Message, Self::DirectMessage, Self::Post];
+    const ALL: [Self; 5] = [
+        Self::User,
+        Self::Room,
+        Self::Message,
+        Self::DirectMessage,
+        Self::Post,
+    ];
 
     fn tag(self) -> &'static str {
         match self {
@@ -43,7 +49,10 @@ pub fn decode_any(id: &str) -> AppResult<(NodeType, Uuid)> {
     let bytes = URL_SAFE_NO_PAD.decode(id.as_bytes()).map_err(|_| bad())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
     let (tag, uuid) = text.split_once(':').ok_or_else(bad)?;
-    let kind = NodeType::ALL.into_iter().find(|k| k.tag() == tag).ok_or_else(bad)?;
+    let kind = NodeType::ALL
+        .into_iter()
+        .find(|k| k.tag() == tag)
+        .ok_or_else(bad)?;
     let uuid = Uuid::try_parse(uuid).map_err(|_| bad())?;
     Ok((kind, uuid))
 }
@@ -52,7 +61,10 @@ pub fn decode_any(id: &str) -> AppResult<(NodeType, Uuid)> {
 pub fn decode(id: &ID, kind: NodeType) -> AppResult<Uuid> {
     match decode_any(id)? {
         (k, uuid) if k == kind => Ok(uuid),
-        _ => Err(AppError::bad_input(format!("expected the id of a {}", kind.tag()))),
+        _ => Err(AppError::bad_input(format!(
+            "expected the id of a {}",
+            kind.tag()
+        ))),
     }
 }
 
@@ -137,7 +149,9 @@ pub fn encode_cursor<K: CursorKey>(list: ListKind, key: &K, id: Uuid) -> String 
 
 pub fn decode_cursor<K: CursorKey>(list: ListKind, cursor: &str) -> AppResult<Cursor<K>> {
     let bad = || AppError::bad_input("malformed cursor, or a cursor from another list");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| bad())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .map_err(|_| bad())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
     let mut parts = text.splitn(3, '|');
     let (Some(tag), Some(key), Some(id)) = (parts.next(), parts.next(), parts.next()) else {

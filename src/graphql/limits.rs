@@ -25,7 +25,8 @@ fn count_aliases(set: &SelectionSet) -> usize {
         .iter()
         .map(|item| match &item.node {
             Selection::Field(field) => {
-                usize::from(field.node.alias.is_some()) + count_aliases(&field.node.selection_set.node)
+                usize::from(field.node.alias.is_some())
+                    + count_aliases(&field.node.selection_set.node)
             }
             Selection::InlineFragment(frag) => count_aliases(&frag.node.selection_set.node),
             Selection::FragmentSpread(_) => 0,
@@ -35,8 +36,16 @@ fn count_aliases(set: &SelectionSet) -> usize {
 
 /// Every alias written in the document, fragments counted once each.
 pub fn aliases_in(doc: &ExecutableDocument) -> usize {
-    let operations: usize = doc.operations.iter().map(|(_, op)| count_aliases(&op.node.selection_set.node)).sum();
-    let fragments: usize = doc.fragments.values().map(|f| count_aliases(&f.node.selection_set.node)).sum();
+    let operations: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| count_aliases(&op.node.selection_set.node))
+        .sum();
+    let fragments: usize = doc
+        .fragments
+        .values()
+        .map(|f| count_aliases(&f.node.selection_set.node))
+        .sum();
     operations + fragments
 }
 
@@ -53,7 +62,10 @@ impl Extension for AliasLimitExtension {
         let aliases = aliases_in(&doc);
         if aliases > self.0 {
             let mut err = ServerError::new(
-                format!("too many aliases: {aliases} (at most {} per document)", self.0),
+                format!(
+                    "too many aliases: {aliases} (at most {} per document)",
+                    self.0
+                ),
                 None,
             );
             err.extensions = Some({

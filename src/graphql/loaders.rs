@@ -38,7 +38,10 @@ impl Loaders {
             member_counts: DataLoader::new(MemberCountLoader { db: db() }, tokio::spawn),
             memberships: DataLoader::new(MembershipLoader { db: db(), viewer }, tokio::spawn),
             room_unread: DataLoader::new(RoomUnreadLoader { db: db(), viewer }, tokio::spawn),
-            conversation_unread: DataLoader::new(ConversationUnreadLoader { db: db(), viewer }, tokio::spawn),
+            conversation_unread: DataLoader::new(
+                ConversationUnreadLoader { db: db(), viewer },
+                tokio::spawn,
+            ),
         }
     }
 }
@@ -82,7 +85,12 @@ macro_rules! by_id_loader {
 
 by_id_loader!(RoomLoader, room::Model, rooms::find_many, id);
 by_id_loader!(MessageLoader, message::Model, rooms::find_messages, id);
-by_id_loader!(DirectMessageLoader, direct_message::Model, direct::find_many, id);
+by_id_loader!(
+    DirectMessageLoader,
+    direct_message::Model,
+    direct::find_many,
+    id
+);
 
 /// Members per room, counted in SQL.
 pub struct MemberCountLoader {
@@ -109,8 +117,12 @@ impl Loader<Uuid> for MembershipLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let Some(viewer) = self.viewer else { return Ok(HashMap::new()) };
-        let rows = rooms::memberships(&self.db, viewer.user_id, keys).await.map_err(Arc::new)?;
+        let Some(viewer) = self.viewer else {
+            return Ok(HashMap::new());
+        };
+        let rows = rooms::memberships(&self.db, viewer.user_id, keys)
+            .await
+            .map_err(Arc::new)?;
         Ok(rows.into_iter().map(|m| (m.room_id, Arc::new(m))).collect())
     }
 }
@@ -126,8 +138,12 @@ impl Loader<Uuid> for RoomUnreadLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, i64>, Self::Error> {
-        let Some(viewer) = self.viewer else { return Ok(HashMap::new()) };
-        rooms::unread_counts(&self.db, viewer.user_id, keys).await.map_err(Arc::new)
+        let Some(viewer) = self.viewer else {
+            return Ok(HashMap::new());
+        };
+        rooms::unread_counts(&self.db, viewer.user_id, keys)
+            .await
+            .map_err(Arc::new)
     }
 }
 
@@ -142,8 +158,12 @@ impl Loader<Uuid> for ConversationUnreadLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, i64>, Self::Error> {
-        let Some(viewer) = self.viewer else { return Ok(HashMap::new()) };
-        direct::unread_counts(&self.db, viewer.user_id, keys).await.map_err(Arc::new)
+        let Some(viewer) = self.viewer else {
+            return Ok(HashMap::new());
+        };
+        direct::unread_counts(&self.db, viewer.user_id, keys)
+            .await
+            .map_err(Arc::new)
     }
 }
 

@@ -22,7 +22,12 @@ pub use context::ContextExt;
 pub struct Query(user::UserQuery, room::RoomQuery, direct::DirectQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(user::AuthMutation, user::ProfileMutation, room::RoomMutation, direct::DirectMutation);
+pub struct Mutation(
+    user::AuthMutation,
+    user::ProfileMutation,
+    room::RoomMutation,
+    direct::DirectMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(direct::ChatSubscription);
@@ -37,12 +42,16 @@ pub const MAX_DIRECTIVES_PER_FIELD: usize = 5;
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
 pub fn build(state: Option<AppState>, dev_mode: bool) -> ConfabSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .register_output_type::<context::NodeInterface>()
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-        .extension(limits::AliasLimit(MAX_ALIASES));
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .register_output_type::<context::NodeInterface>()
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_directives(MAX_DIRECTIVES_PER_FIELD)
+    .extension(limits::AliasLimit(MAX_ALIASES));
     if !dev_mode {
         builder = builder.disable_suggestions();
     }
@@ -59,9 +68,13 @@ pub fn sdl() -> String {
 
 /// The cost of a connection field: its page size times what each node asks for.
 pub fn page_cost(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
-    let n = first.or(last).map_or(crate::service::page::DEFAULT_PAGE_SIZE as usize, |n| {
-        usize::try_from(n).unwrap_or(0).min(crate::service::page::MAX_PAGE_SIZE as usize)
-    });
+    let n = first
+        .or(last)
+        .map_or(crate::service::page::DEFAULT_PAGE_SIZE as usize, |n| {
+            usize::try_from(n)
+                .unwrap_or(0)
+                .min(crate::service::page::MAX_PAGE_SIZE as usize)
+        });
     n.max(1).saturating_mul(child).saturating_add(1)
 }
 
@@ -131,19 +144,31 @@ macro_rules! connection {
 /// Gives every error a code: ours carry one; those async-graphql makes
 /// itself (parse, validation, argument coercion) get the conventional one.
 pub fn ensure_codes(response: &mut Response, parse_failed: bool) {
-    let request_error = matches!(response.data, Value::Null) && response.errors.iter().all(|e| e.path.is_empty());
+    let request_error =
+        matches!(response.data, Value::Null) && response.errors.iter().all(|e| e.path.is_empty());
     for err in &mut response.errors {
-        let has_code = err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|ext| ext.get("code").is_some());
         if has_code {
             continue;
         }
         let code = if request_error {
-            if parse_failed { "GRAPHQL_PARSE_FAILED" } else { "GRAPHQL_VALIDATION_FAILED" }
-        } else if err.message.starts_with("Invalid value for argument") || err.message.starts_with("Failed to parse") {
+            if parse_failed {
+                "GRAPHQL_PARSE_FAILED"
+            } else {
+                "GRAPHQL_VALIDATION_FAILED"
+            }
+        } else if err.message.starts_with("Invalid value for argument")
+            || err.message.starts_with("Failed to parse")
+        {
             "BAD_USER_INPUT"
         } else {
             "INTERNAL_SERVER_ERROR"
         };
-        err.extensions.get_or_insert_with(Default::default).set("code", code);
+        err.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
     }
 }

@@ -39,7 +39,13 @@ impl User {
 
     /// Loads a user by id through the request's DataLoader.
     pub async fn load(ctx: &Context<'_>, id: uuid::Uuid) -> async_graphql::Result<Option<Self>> {
-        Ok(ctx.loaders().users.load_one(id).await.map_err(gql_err)?.map(Self::from_arc))
+        Ok(ctx
+            .loaders()
+            .users
+            .load_one(id)
+            .await
+            .map_err(gql_err)?
+            .map(Self::from_arc))
     }
 
     /// A row that must exist (a foreign key points at it).
@@ -71,7 +77,8 @@ impl User {
 
     /// The user's own address: null for everybody but the user themself.
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
-        (self.1 || ctx.viewer().map(|v| v.user_id) == Some(self.0.id)).then_some(self.0.email.as_str())
+        (self.1 || ctx.viewer().map(|v| v.user_id) == Some(self.0.id))
+            .then_some(self.0.email.as_str())
     }
 
     async fn is_private(&self) -> bool {
@@ -154,13 +161,21 @@ pub struct UserQuery;
 
 #[Object]
 impl UserQuery {
-    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<NodeInterface>> {
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<NodeInterface>> {
         let (kind, uuid) = id::decode_any(&id).extend()?;
         Ok(match kind {
             NodeType::User => User::load(ctx, uuid).await?.map(NodeInterface::User),
             NodeType::Room => Room::load(ctx, uuid).await?.map(NodeInterface::Room),
-            NodeType::Message => Message::load_visible(ctx, uuid).await?.map(NodeInterface::Message),
-            NodeType::DirectMessage => DirectMessage::load_visible(ctx, uuid).await?.map(NodeInterface::DirectMessage),
+            NodeType::Message => Message::load_visible(ctx, uuid)
+                .await?
+                .map(NodeInterface::Message),
+            NodeType::DirectMessage => DirectMessage::load_visible(ctx, uuid)
+                .await?
+                .map(NodeInterface::DirectMessage),
             _ => None,
         })
     }
@@ -173,8 +188,15 @@ impl UserQuery {
         }
     }
 
-    async fn user(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<Option<User>> {
-        Ok(users::find_by_username(ctx.db(), &username).await.extend()?.map(User::new))
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+    ) -> async_graphql::Result<Option<User>> {
+        Ok(users::find_by_username(ctx.db(), &username)
+            .await
+            .extend()?
+            .map(User::new))
     }
 }
 
@@ -183,7 +205,11 @@ pub struct AuthMutation;
 
 #[Object]
 impl AuthMutation {
-    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> async_graphql::Result<AuthPayload> {
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterInput,
+    ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
         let run = async {
             let txn = state.db.begin().await?;
@@ -205,10 +231,16 @@ impl AuthMutation {
         run.await.extend()
     }
 
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> async_graphql::Result<AuthPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        input: LoginInput,
+    ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
         let run = async {
-            let user = users::authenticate(&state.db, &state.passwords, &input.login, &input.password).await?;
+            let user =
+                users::authenticate(&state.db, &state.passwords, &input.login, &input.password)
+                    .await?;
             let session = sessions::start(&state.db, &state.keys, user.id).await?;
             Ok::<_, AppError>(AuthPayload::new(session, User::as_self(user)))
         };
@@ -216,14 +248,24 @@ impl AuthMutation {
     }
 
     /// Rotates the refresh token: the one given is spent.
-    async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<AuthPayload> {
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
-        let session = sessions::refresh(&state.db, &state.keys, &refresh_token).await.extend()?;
+        let session = sessions::refresh(&state.db, &state.keys, &refresh_token)
+            .await
+            .extend()?;
         let user = User::load_required(ctx, session.user_id).await?;
         Ok(AuthPayload::new(session, User(user.0, true)))
     }
 
-    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<bool> {
         sessions::logout(ctx.db(), &refresh_token).await.extend()?;
         Ok(true)
     }
@@ -234,7 +276,11 @@ pub struct ProfileMutation;
 
 #[Object]
 impl ProfileMutation {
-    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> async_graphql::Result<User> {
+    async fn update_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateProfileInput,
+    ) -> async_graphql::Result<User> {
         let viewer = ctx.require_viewer().extend()?;
         let is_private = match input.is_private {
             MaybeUndefined::Null => {
@@ -248,7 +294,9 @@ impl ProfileMutation {
             is_private,
             identity_key: change(input.identity_key),
         };
-        let user = users::update_profile(ctx.db(), viewer.user_id, changes).await.extend()?;
+        let user = users::update_profile(ctx.db(), viewer.user_id, changes)
+            .await
+            .extend()?;
         Ok(User::new(user))
     }
 }

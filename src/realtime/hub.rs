@@ -21,7 +21,9 @@ pub struct Hub {
 impl Hub {
     fn topics(&self) -> MutexGuard<'_, HashMap<Topic, broadcast::Sender<Event>>> {
         // A panic while holding this lock leaves a map that is still consistent.
-        self.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn subscribe(&self, topic: Topic) -> TopicReceiver {
@@ -30,7 +32,11 @@ impl Hub {
             .entry(topic)
             .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
             .subscribe();
-        TopicReceiver { hub: self.clone(), topic, receiver }
+        TopicReceiver {
+            hub: self.clone(),
+            topic,
+            receiver,
+        }
     }
 
     /// Hands `event` to this instance's subscribers of `topic`. Never blocks.

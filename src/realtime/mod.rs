@@ -33,7 +33,10 @@ pub enum Event {
     /// A direct message was committed between two users.
     DirectMessage { message_id: Uuid },
     /// `user_id` left the room, or (None) the room was deleted.
-    MembershipEnded { room_id: Uuid, user_id: Option<Uuid> },
+    MembershipEnded {
+        room_id: Uuid,
+        user_id: Option<Uuid>,
+    },
     /// Events may have been missed (the broker reconnected): re-read.
     Resync,
 }

@@ -3,8 +3,11 @@
 //! back through LISTEN too, so publishing never dispatches locally.
 
 use async_trait::async_trait;
+use sea_orm::sqlx::{
+    self,
+    postgres::{PgListener, PgPool},
+};
 use serde::{Deserialize, Serialize};
-use sea_orm::sqlx::{self, postgres::{PgListener, PgPool}};
 use tokio::task::JoinHandle;
 
 use super::{Broker, Event, Hub, Topic};
@@ -28,21 +31,29 @@ impl PgBroker {
     /// Starts listening before returning, so nothing committed after this is missed.
     pub async fn start(pool: PgPool) -> AppResult<Self> {
         let hub = Hub::default();
-        let mut listener = PgListener::connect_with(&pool).await.map_err(AppError::internal)?;
+        let mut listener = PgListener::connect_with(&pool)
+            .await
+            .map_err(AppError::internal)?;
         listener.listen(CHANNEL).await.map_err(AppError::internal)?;
         let task_hub = hub.clone();
         let listener = tokio::spawn(async move { listen(listener, task_hub).await });
-        Ok(Self { pool, hub, listener })
+        Ok(Self {
+            pool,
+            hub,
+            listener,
+        })
     }
 }
 
 async fn listen(mut listener: PgListener, hub: Hub) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(notification)) => match serde_json::from_str::<Envelope>(notification.payload()) {
-                Ok(envelope) => hub.dispatch(envelope.topic, envelope.event),
-                Err(err) => tracing::warn!(%err, "ignoring malformed notification"),
-            },
+            Ok(Some(notification)) => {
+                match serde_json::from_str::<Envelope>(notification.payload()) {
+                    Ok(envelope) => hub.dispatch(envelope.topic, envelope.event),
+                    Err(err) => tracing::warn!(%err, "ignoring malformed notification"),
+                }
+            }
             Ok(None) => {
                 // The connection dropped; the next try_recv reconnects and
                 // re-LISTENs. Whatever was sent meanwhile is lost: wake everyone
@@ -68,7 +79,8 @@ impl Drop for PgBroker {
 #[async_trait]
 impl Broker for PgBroker {
     async fn publish(&self, topic: Topic, event: Event) -> AppResult<()> {
-        let payload = serde_json::to_string(&Envelope { topic, event }).map_err(AppError::internal)?;
+        let payload =
+            serde_json::to_string(&Envelope { topic, event }).map_err(AppError::internal)?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(payload)

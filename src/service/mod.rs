@@ -31,14 +31,18 @@ pub fn char_len(s: &str) -> usize {
 pub fn validate_content(content: &str) -> crate::error::AppResult<()> {
     use crate::error::AppError;
     if content.contains('\0') {
-        return Err(AppError::bad_input("content must not contain NUL characters"));
+        return Err(AppError::bad_input(
+            "content must not contain NUL characters",
+        ));
     }
     let len = char_len(content.trim());
     if len == 0 {
         return Err(AppError::bad_input("content must not be empty"));
     }
     if len > 4000 {
-        return Err(AppError::bad_input("content must be at most 4000 characters"));
+        return Err(AppError::bad_input(
+            "content must be at most 4000 characters",
+        ));
     }
     Ok(())
 }

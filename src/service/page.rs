@@ -64,9 +64,12 @@ impl<K> Page<K> {
         before: Option<Cursor<K>>,
     ) -> AppResult<Self> {
         let count = |n: i32, name: &str| -> AppResult<u64> {
-            let n = u64::try_from(n).map_err(|_| AppError::bad_input(format!("`{name}` must not be negative")))?;
+            let n = u64::try_from(n)
+                .map_err(|_| AppError::bad_input(format!("`{name}` must not be negative")))?;
             if n > MAX_PAGE_SIZE {
-                return Err(AppError::bad_input(format!("`{name}` must be at most {MAX_PAGE_SIZE}")));
+                return Err(AppError::bad_input(format!(
+                    "`{name}` must be at most {MAX_PAGE_SIZE}"
+                )));
             }
             Ok(n)
         };
@@ -79,11 +82,21 @@ impl<K> Page<K> {
             // `before` alone pages backwards, like `last` with the default size.
             (None, None) => (DEFAULT_PAGE_SIZE, before.is_some() && after.is_none()),
         };
-        Ok(Self { limit, after, before, backward })
+        Ok(Self {
+            limit,
+            after,
+            before,
+            backward,
+        })
     }
 
     pub fn first(limit: u64) -> Self {
-        Self { limit, after: None, before: None, backward: false }
+        Self {
+            limit,
+            after: None,
+            before: None,
+            backward: false,
+        }
     }
 
     /// Trims the extra row, restores list order, and sets the page flags.
@@ -95,9 +108,17 @@ impl<K> Page<K> {
         rows.truncate(limit);
         if self.backward {
             rows.reverse();
-            Slice { items: rows, has_next_page: self.before.is_some(), has_previous_page: more }
+            Slice {
+                items: rows,
+                has_next_page: self.before.is_some(),
+                has_previous_page: more,
+            }
         } else {
-            Slice { items: rows, has_next_page: more, has_previous_page: self.after.is_some() }
+            Slice {
+                items: rows,
+                has_next_page: more,
+                has_previous_page: self.after.is_some(),
+            }
         }
     }
 
@@ -134,11 +155,20 @@ impl<K: Clone + Into<Value>> Page<K> {
     }
 
     /// Applies conditions, order and limit (+1) to an entity query.
-    pub fn apply<E: EntityTrait>(&self, mut select: Select<E>, key: Expr, id: Expr, list: SortOrder) -> Select<E> {
+    pub fn apply<E: EntityTrait>(
+        &self,
+        mut select: Select<E>,
+        key: Expr,
+        id: Expr,
+        list: SortOrder,
+    ) -> Select<E> {
         for cond in self.conditions(&key, &id, list) {
             select = select.filter(cond);
         }
         let order = self.sql_order(list);
-        select.order_by(key, order.clone()).order_by(id, order).limit(self.limit + 1)
+        select
+            .order_by(key, order.clone())
+            .order_by(id, order)
+            .limit(self.limit + 1)
     }
 }

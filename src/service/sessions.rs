@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use entity::refresh_token;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -99,7 +99,11 @@ pub async fn refresh(db: &DatabaseConnection, keys: &Keys, raw: &str) -> AppResu
     Err(invalid())
 }
 
-async fn revoke_family(txn: &impl ConnectionTrait, family_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+async fn revoke_family(
+    txn: &impl ConnectionTrait,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
     refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
         .filter(refresh_token::Column::FamilyId.eq(family_id))
@@ -120,5 +124,9 @@ pub async fn logout(db: &DatabaseConnection, raw: &str) -> AppResult<()> {
         .filter(refresh_token::Column::ExpiresAt.gt(now))
         .exec(db)
         .await?;
-    if revoked.rows_affected == 1 { Ok(()) } else { Err(invalid()) }
+    if revoked.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(invalid())
+    }
 }

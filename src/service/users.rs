@@ -32,7 +32,9 @@ pub struct ProfileChanges {
 
 pub fn validate_username(username: &str) -> AppResult<()> {
     let ok_len = (3..=32).contains(&username.len());
-    let ok_chars = username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let ok_chars = username
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if ok_len && ok_chars {
         Ok(())
     } else {
@@ -72,7 +74,9 @@ fn validate_display_name(name: &str) -> AppResult<()> {
 fn validate_avatar_url(url: &str) -> AppResult<()> {
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
     if !scheme_ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(AppError::bad_input("avatar URL must be an http(s) URL of at most 2048 characters"));
+        return Err(AppError::bad_input(
+            "avatar URL must be an http(s) URL of at most 2048 characters",
+        ));
     }
     Ok(())
 }
@@ -99,7 +103,10 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user:
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
 
-pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> AppResult<Option<user::Model>> {
+pub async fn find_by_username(
+    db: &impl ConnectionTrait,
+    username: &str,
+) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find()
         .filter(lower(user::Column::Username).eq(username.to_lowercase()))
         .one(db)
@@ -109,8 +116,15 @@ pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> AppR
 /// The user a login names: by username or by email, either in any case.
 async fn find_by_login(db: &impl ConnectionTrait, login: &str) -> AppResult<Option<user::Model>> {
     let login = login.trim().to_lowercase();
-    let column = if login.contains('@') { user::Column::Email } else { user::Column::Username };
-    Ok(user::Entity::find().filter(lower(column).eq(login)).one(db).await?)
+    let column = if login.contains('@') {
+        user::Column::Email
+    } else {
+        user::Column::Username
+    };
+    Ok(user::Entity::find()
+        .filter(lower(column).eq(login))
+        .one(db)
+        .await?)
 }
 
 /// Creates the account. The caller issues its first session in `txn`.
@@ -136,7 +150,9 @@ pub async fn register(
         .await?
         .is_some();
     if email_taken {
-        return Err(AppError::Conflict("that email address is already registered".into()));
+        return Err(AppError::Conflict(
+            "that email address is already registered".into(),
+        ));
     }
     let password_hash = passwords.hash(&input.password).await?;
     let now = now();
@@ -218,7 +234,11 @@ pub async fn update_profile(
 }
 
 /// Sets or clears the verified badge. Only the admin CLI calls this.
-pub async fn set_official(db: &DatabaseConnection, username: &str, official: bool) -> AppResult<user::Model> {
+pub async fn set_official(
+    db: &DatabaseConnection,
+    username: &str,
+    official: bool,
+) -> AppResult<user::Model> {
     let user = find_by_username(db, username)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no user named {username}")))?;

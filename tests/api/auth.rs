@@ -16,13 +16,28 @@ fn reg(username: &str, email: &str, password: &str) -> serde_json::Value {
 #[tokio::test]
 async fn register_returns_a_working_session() {
     let app = TestApp::spawn().await;
-    let data = app.ok(None, REGISTER, reg("Alice_1", "alice@example.com", "password12")).await;
+    let data = app
+        .ok(
+            None,
+            REGISTER,
+            reg("Alice_1", "alice@example.com", "password12"),
+        )
+        .await;
     let payload = &data["register"];
     assert_eq!(payload["user"]["username"], "Alice_1");
-    assert_eq!(payload["user"]["email"], "alice@example.com", "own email in own sign-in payload");
+    assert_eq!(
+        payload["user"]["email"], "alice@example.com",
+        "own email in own sign-in payload"
+    );
     let expires = payload["accessTokenExpiresAt"].as_str().unwrap();
-    assert!(expires.ends_with('Z') && expires.len() == "2026-11-23T10:00:00.123456Z".len(), "{expires}");
-    assert!(payload["refreshToken"].as_str().unwrap().len() >= 43, "256-bit refresh token");
+    assert!(
+        expires.ends_with('Z') && expires.len() == "2026-11-23T10:00:00.123456Z".len(),
+        "{expires}"
+    );
+    assert!(
+        payload["refreshToken"].as_str().unwrap().len() >= 43,
+        "256-bit refresh token"
+    );
     let token = payload["accessToken"].as_str().unwrap();
     let me = app.ok(Some(token), ME, json!({})).await;
     assert_eq!(me["me"]["username"], "Alice_1");
@@ -50,18 +65,42 @@ async fn register_validates_every_field() {
         assert_eq!(error_code(&res), "BAD_USER_INPUT", "{vars}: {res}");
     }
     // Exactly 72 bytes is fine.
-    app.ok(None, REGISTER, reg("goodname", "a@example.com", &"x".repeat(72))).await;
-    let me = app.gql(None, "{ user(username: \"goodname\") { username } }", json!({})).await;
+    app.ok(
+        None,
+        REGISTER,
+        reg("goodname", "a@example.com", &"x".repeat(72)),
+    )
+    .await;
+    let me = app
+        .gql(
+            None,
+            "{ user(username: \"goodname\") { username } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(me["data"]["user"]["username"], "goodname");
 }
 
 #[tokio::test]
 async fn usernames_and_emails_are_unique_in_any_case() {
     let app = TestApp::spawn().await;
-    app.ok(None, REGISTER, reg("Bob", "Bob@Example.com", "password12")).await;
-    let res = app.gql(None, REGISTER, reg("bOB", "other@example.com", "password12")).await;
+    app.ok(None, REGISTER, reg("Bob", "Bob@Example.com", "password12"))
+        .await;
+    let res = app
+        .gql(
+            None,
+            REGISTER,
+            reg("bOB", "other@example.com", "password12"),
+        )
+        .await;
     assert_eq!(error_code(&res), "CONFLICT");
-    let res = app.gql(None, REGISTER, reg("robert", "bob@EXAMPLE.com", "password12")).await;
+    let res = app
+        .gql(
+            None,
+            REGISTER,
+            reg("robert", "bob@EXAMPLE.com", "password12"),
+        )
+        .await;
     assert_eq!(error_code(&res), "CONFLICT");
     assert!(res["data"].is_null());
 }
@@ -69,10 +108,25 @@ async fn usernames_and_emails_are_unique_in_any_case() {
 #[tokio::test]
 async fn login_by_username_or_email_in_any_case() {
     let app = TestApp::spawn().await;
-    app.ok(None, REGISTER, reg("Carol", "Carol@Example.com", "password12")).await;
-    for login in ["Carol", "carol", "CAROL", "carol@example.com", "CAROL@EXAMPLE.COM"] {
+    app.ok(
+        None,
+        REGISTER,
+        reg("Carol", "Carol@Example.com", "password12"),
+    )
+    .await;
+    for login in [
+        "Carol",
+        "carol",
+        "CAROL",
+        "carol@example.com",
+        "CAROL@EXAMPLE.COM",
+    ] {
         let data = app
-            .ok(None, LOGIN, json!({ "i": { "login": login, "password": "password12" } }))
+            .ok(
+                None,
+                LOGIN,
+                json!({ "i": { "login": login, "password": "password12" } }),
+            )
             .await;
         assert_eq!(data["login"]["user"]["username"], "Carol", "{login}");
     }
@@ -82,11 +136,32 @@ async fn login_by_username_or_email_in_any_case() {
 async fn wrong_password_and_unknown_user_fail_alike() {
     let app = TestApp::spawn().await;
     app.register("dave").await;
-    let wrong = app.gql(None, LOGIN, json!({ "i": { "login": "dave", "password": "wrong password" } })).await;
-    let unknown = app.gql(None, LOGIN, json!({ "i": { "login": "nobody", "password": "wrong password" } })).await;
-    let too_long = app.gql(None, LOGIN, json!({ "i": { "login": "dave", "password": "x".repeat(100) } })).await;
+    let wrong = app
+        .gql(
+            None,
+            LOGIN,
+            json!({ "i": { "login": "dave", "password": "wrong password" } }),
+        )
+        .await;
+    let unknown = app
+        .gql(
+            None,
+            LOGIN,
+            json!({ "i": { "login": "nobody", "password": "wrong password" } }),
+        )
+        .await;
+    let too_long = app
+        .gql(
+            None,
+            LOGIN,
+            json!({ "i": { "login": "dave", "password": "x".repeat(100) } }),
+        )
+        .await;
     assert_eq!(error_code(&wrong), "UNAUTHENTICATED");
-    assert_eq!(wrong["errors"][0]["message"], unknown["errors"][0]["message"]);
+    assert_eq!(
+        wrong["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
     assert_eq!(wrong["errors"], unknown["errors"]);
     assert_eq!(error_code(&too_long), "UNAUTHENTICATED");
 }
@@ -101,7 +176,13 @@ async fn bad_tokens_are_unauthenticated_never_anonymous() {
     tampered.pop();
     tampered.push(if user.token.ends_with('A') { 'B' } else { 'A' });
     for token in [tampered.as_str(), "garbage", ""] {
-        let (status, res) = app.gql_raw(Some(token), "{ user(username: \"erin\") { username } }", json!({})).await;
+        let (status, res) = app
+            .gql_raw(
+                Some(token),
+                "{ user(username: \"erin\") { username } }",
+                json!({}),
+            )
+            .await;
         assert_eq!(status, 401, "{token}: {res}");
         assert_eq!(error_code(&res), "UNAUTHENTICATED");
     }
@@ -109,7 +190,11 @@ async fn bad_tokens_are_unauthenticated_never_anonymous() {
     let me = app.ok(None, ME, json!({})).await;
     assert!(me["me"].is_null());
     let res = app
-        .gql(None, "mutation { updateProfile(input: { displayName: \"x\" }) { id } }", json!({}))
+        .gql(
+            None,
+            "mutation { updateProfile(input: { displayName: \"x\" }) { id } }",
+            json!({}),
+        )
         .await;
     assert_eq!(error_code(&res), "UNAUTHENTICATED");
 }
@@ -130,7 +215,10 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let app = TestApp::spawn().await;
     let user = app.register("grace").await;
     let first = app.ok(None, REFRESH, json!({ "t": user.refresh })).await;
-    let second_refresh = first["refreshSession"]["refreshToken"].as_str().unwrap().to_owned();
+    let second_refresh = first["refreshSession"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(second_refresh, user.refresh);
     assert_eq!(first["refreshSession"]["user"]["username"], "grace");
     let token = first["refreshSession"]["accessToken"].as_str().unwrap();
@@ -140,11 +228,19 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let reuse = app.gql(None, REFRESH, json!({ "t": user.refresh })).await;
     assert_eq!(error_code(&reuse), "UNAUTHENTICATED");
     let descendant = app.gql(None, REFRESH, json!({ "t": second_refresh })).await;
-    assert_eq!(error_code(&descendant), "UNAUTHENTICATED", "descendant revoked by reuse");
+    assert_eq!(
+        error_code(&descendant),
+        "UNAUTHENTICATED",
+        "descendant revoked by reuse"
+    );
 
     // Another login's family is untouched.
     let login = app
-        .ok(None, LOGIN, json!({ "i": { "login": "grace", "password": "correct horse" } }))
+        .ok(
+            None,
+            LOGIN,
+            json!({ "i": { "login": "grace", "password": "correct horse" } }),
+        )
         .await;
     let other = login["login"]["refreshToken"].as_str().unwrap();
     app.ok(None, REFRESH, json!({ "t": other })).await;
@@ -170,20 +266,29 @@ async fn unknown_and_logged_out_refresh_tokens_are_refused() {
     let res = app.gql(None, REFRESH, json!({ "t": "not-a-token" })).await;
     assert_eq!(error_code(&res), "UNAUTHENTICATED");
     let out = app
-        .ok(None, "mutation($t: String!) { logout(refreshToken: $t) }", json!({ "t": user.refresh }))
+        .ok(
+            None,
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": user.refresh }),
+        )
         .await;
     assert_eq!(out["logout"], true);
     let res = app.gql(None, REFRESH, json!({ "t": user.refresh })).await;
     assert_eq!(error_code(&res), "UNAUTHENTICATED");
     let again = app
-        .gql(None, "mutation($t: String!) { logout(refreshToken: $t) }", json!({ "t": user.refresh }))
+        .gql(
+            None,
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": user.refresh }),
+        )
         .await;
     assert_eq!(error_code(&again), "UNAUTHENTICATED");
 }
 
 #[tokio::test]
 async fn expired_refresh_token_is_refused() {
-    let app = TestApp::spawn_with(|c| c.refresh_token_ttl = std::time::Duration::from_millis(300)).await;
+    let app =
+        TestApp::spawn_with(|c| c.refresh_token_ttl = std::time::Duration::from_millis(300)).await;
     let user = app.register("judy").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let res = app.gql(None, REFRESH, json!({ "t": user.refresh })).await;
@@ -204,11 +309,19 @@ async fn update_profile_leaves_omitted_fields_and_clears_nulls() {
     assert_eq!(data["updateProfile"]["identityKey"], "AAECAw==");
     assert_eq!(data["updateProfile"]["email"], "kim@example.com");
     // Omitted: unchanged. Explicit null: cleared.
-    let data = app.ok(t, UPDATE, json!({ "i": { "avatarUrl": null } })).await;
+    let data = app
+        .ok(t, UPDATE, json!({ "i": { "avatarUrl": null } }))
+        .await;
     assert_eq!(data["updateProfile"]["displayName"], "Kim");
     assert!(data["updateProfile"]["avatarUrl"].is_null());
     assert_eq!(data["updateProfile"]["identityKey"], "AAECAw==");
-    let data = app.ok(t, UPDATE, json!({ "i": { "isPrivate": true, "identityKey": null } })).await;
+    let data = app
+        .ok(
+            t,
+            UPDATE,
+            json!({ "i": { "isPrivate": true, "identityKey": null } }),
+        )
+        .await;
     assert_eq!(data["updateProfile"]["isPrivate"], true);
     assert!(data["updateProfile"]["identityKey"].is_null());
     assert_eq!(data["updateProfile"]["displayName"], "Kim");
@@ -219,7 +332,8 @@ async fn update_profile_rejects_bad_values_and_keeps_the_row() {
     let app = TestApp::spawn().await;
     let user = app.register("lee").await;
     let t = Some(user.token.as_str());
-    app.ok(t, UPDATE, json!({ "i": { "displayName": "Lee" } })).await;
+    app.ok(t, UPDATE, json!({ "i": { "displayName": "Lee" } }))
+        .await;
     let too_big = base64_of(1025);
     let cases = [
         json!({ "i": { "identityKey": "not base64!" } }),
@@ -232,8 +346,15 @@ async fn update_profile_rejects_bad_values_and_keeps_the_row() {
         let res = app.gql(t, UPDATE, vars.clone()).await;
         assert_eq!(error_code(&res), "BAD_USER_INPUT", "{vars}");
     }
-    app.ok(t, UPDATE, json!({ "i": { "identityKey": base64_of(1024) } })).await;
-    let me = app.ok(t, "{ me { displayName isPrivate } }", json!({})).await;
+    app.ok(
+        t,
+        UPDATE,
+        json!({ "i": { "identityKey": base64_of(1024) } }),
+    )
+    .await;
+    let me = app
+        .ok(t, "{ me { displayName isPrivate } }", json!({}))
+        .await;
     assert_eq!(me["me"]["displayName"], "Lee");
     assert_eq!(me["me"]["isPrivate"], false);
 }
@@ -256,7 +377,9 @@ async fn email_is_visible_only_to_its_owner() {
     let anon = app.ok(None, q, json!({})).await;
     assert!(anon["user"]["email"].is_null());
     assert_eq!(anon["user"]["isOfficial"], false);
-    let missing = app.ok(None, "{ user(username: \"nobody\") { id } }", json!({})).await;
+    let missing = app
+        .ok(None, "{ user(username: \"nobody\") { id } }", json!({}))
+        .await;
     assert!(missing["user"].is_null());
 }
 
@@ -282,16 +405,36 @@ async fn node_resolves_users_and_rejects_bad_ids() {
 async fn admin_verify_sets_the_badge() {
     let app = TestApp::spawn().await;
     app.register("pat").await;
-    let user = confab::service::users::set_official(&app.app.state.db, "PAT", true).await.unwrap();
+    let user = confab::service::users::set_official(&app.app.state.db, "PAT", true)
+        .await
+        .unwrap();
     assert!(user.is_official);
-    let data = app.ok(None, "{ user(username: \"pat\") { isOfficial } }", json!({})).await;
+    let data = app
+        .ok(
+            None,
+            "{ user(username: \"pat\") { isOfficial } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(data["user"]["isOfficial"], true);
-    confab::service::users::set_official(&app.app.state.db, "pat", false).await.unwrap();
-    let data = app.ok(None, "{ user(username: \"pat\") { isOfficial } }", json!({})).await;
+    confab::service::users::set_official(&app.app.state.db, "pat", false)
+        .await
+        .unwrap();
+    let data = app
+        .ok(
+            None,
+            "{ user(username: \"pat\") { isOfficial } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(data["user"]["isOfficial"], false);
     // isOfficial is not in UpdateProfileInput: a client cannot set it.
     let res = app
-        .gql(None, "mutation { updateProfile(input: { isOfficial: true }) { id } }", json!({}))
+        .gql(
+            None,
+            "mutation { updateProfile(input: { isOfficial: true }) { id } }",
+            json!({}),
+        )
         .await;
     assert!(res["errors"].is_array());
 }

@@ -27,7 +27,9 @@ fn get(query_string: &str, accept: Option<&str>) -> Request<Body> {
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -47,8 +49,14 @@ async fn media_types_follow_the_accept_header() {
         (None, "application/json"),
         (Some("*/*"), "application/json"),
         (Some("application/json"), "application/json"),
-        (Some("application/graphql-response+json"), "application/graphql-response+json"),
-        (Some("application/graphql-response+json, application/json;q=0.9"), "application/graphql-response+json"),
+        (
+            Some("application/graphql-response+json"),
+            "application/graphql-response+json",
+        ),
+        (
+            Some("application/graphql-response+json, application/json;q=0.9"),
+            "application/graphql-response+json",
+        ),
     ] {
         let (status, headers, body) = app.request(post(q, "application/json", accept)).await;
         assert_eq!(status, 200, "{accept:?}");
@@ -56,24 +64,35 @@ async fn media_types_follow_the_accept_header() {
         assert!(ct.starts_with(expected), "{accept:?} -> {ct}");
         assert_eq!(json_body(&body)["data"]["__typename"], "Query");
     }
-    let (status, _, _) = app.request(post(q, "application/json", Some("text/html"))).await;
+    let (status, _, _) = app
+        .request(post(q, "application/json", Some("text/html")))
+        .await;
     assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
 }
 
 #[tokio::test]
 async fn parse_and_validation_errors_are_400_with_the_graphql_media_type() {
     let app = TestApp::spawn().await;
-    for (doc, code) in [("{", "GRAPHQL_PARSE_FAILED"), ("{ nope }", "GRAPHQL_VALIDATION_FAILED")] {
+    for (doc, code) in [
+        ("{", "GRAPHQL_PARSE_FAILED"),
+        ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
+    ] {
         let body = json!({ "query": doc }).to_string();
         let (status, _, bytes) = app
-            .request(post(&body, "application/json", Some("application/graphql-response+json")))
+            .request(post(
+                &body,
+                "application/json",
+                Some("application/graphql-response+json"),
+            ))
             .await;
         assert_eq!(status, 400, "{doc}");
         let v = json_body(&bytes);
         assert!(v.get("data").is_none() || v["data"].is_null());
         assert_eq!(error_code(&v), code);
         // The legacy media type answers 200 with the same errors.
-        let (status, _, bytes) = app.request(post(&body, "application/json", Some("application/json"))).await;
+        let (status, _, bytes) = app
+            .request(post(&body, "application/json", Some("application/json")))
+            .await;
         assert_eq!(status, 200);
         assert_eq!(error_code(&json_body(&bytes)), code);
     }
@@ -104,11 +123,18 @@ async fn malformed_requests_are_400() {
 async fn only_json_bodies_are_accepted() {
     let app = TestApp::spawn().await;
     let q = r#"{"query":"{ __typename }"}"#;
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=latin1"] {
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin1",
+    ] {
         let (status, _, _) = app.request(post(q, ct, None)).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}");
     }
-    let (status, _, _) = app.request(post(q, "application/json; charset=utf-8", None)).await;
+    let (status, _, _) = app
+        .request(post(q, "application/json; charset=utf-8", None))
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -125,11 +151,15 @@ async fn bodies_over_the_limit_are_413() {
 #[tokio::test]
 async fn get_runs_queries_and_refuses_mutations() {
     let app = TestApp::spawn().await;
-    let (status, _, body) = app.request(get(&format!("query={}", enc("{ __typename }")), None)).await;
+    let (status, _, body) = app
+        .request(get(&format!("query={}", enc("{ __typename }")), None))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(json_body(&body)["data"]["__typename"], "Query");
     let mutation = "mutation { logout(refreshToken: \"x\") }";
-    let (status, headers, body) = app.request(get(&format!("query={}", enc(mutation)), None)).await;
+    let (status, headers, body) = app
+        .request(get(&format!("query={}", enc(mutation)), None))
+        .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers[header::ALLOW], "POST");
     json_body(&body);
@@ -144,7 +174,10 @@ async fn get_runs_queries_and_refuses_mutations() {
         .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (status, _, _) = app
-        .request(get(&format!("query={}&variables={}", enc("{ __typename }"), enc("[1]")), None))
+        .request(get(
+            &format!("query={}&variables={}", enc("{ __typename }"), enc("[1]")),
+            None,
+        ))
         .await;
     assert_eq!(status, 400);
 }
@@ -154,7 +187,13 @@ async fn alias_depth_and_directive_limits_hold() {
     let app = TestApp::spawn().await;
     let aliases: String = (0..31).map(|i| format!("a{i}: __typename ")).collect();
     let res = app.gql(None, &format!("{{ {aliases} }}"), json!({})).await;
-    assert!(res["errors"][0]["message"].as_str().unwrap().contains("aliases"), "{res}");
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{res}"
+    );
     let ok: String = (0..30).map(|i| format!("a{i}: __typename ")).collect();
     app.ok(None, &format!("{{ {ok} }}"), json!({})).await;
     // Aliases hidden in fragments count too.
@@ -183,26 +222,50 @@ async fn introspection_works_for_graphiql() {
 #[tokio::test]
 async fn suggestions_are_off_outside_development() {
     let app = TestApp::spawn().await;
-    let res = app.gql(None, "{ usr(username: \"x\") { id } }", json!({})).await;
+    let res = app
+        .gql(None, "{ usr(username: \"x\") { id } }", json!({}))
+        .await;
     let msg = res["errors"][0]["message"].as_str().unwrap();
     assert!(!msg.contains("Did you mean"), "{msg}");
     let dev = TestApp::spawn_with(|c| c.dev_mode = true).await;
-    let res = dev.gql(None, "{ usr(username: \"x\") { id } }", json!({})).await;
-    assert!(res["errors"][0]["message"].as_str().unwrap().contains("Did you mean"), "{res}");
+    let res = dev
+        .gql(None, "{ usr(username: \"x\") { id } }", json!({}))
+        .await;
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Did you mean"),
+        "{res}"
+    );
 }
 
 #[tokio::test]
 async fn graphiql_health_and_readiness() {
     let app = TestApp::spawn().await;
-    let (status, headers, body) = app.request(Request::get("/").body(Body::empty()).unwrap()).await;
+    let (status, headers, body) = app
+        .request(Request::get("/").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(status, 200);
-    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let page = String::from_utf8(body).unwrap();
-    assert!(!page.contains("unpkg.com") && !page.contains("cdn."), "GraphiQL must not load from a CDN");
+    assert!(
+        !page.contains("unpkg.com") && !page.contains("cdn."),
+        "GraphiQL must not load from a CDN"
+    );
     assert!(page.contains("/graphql"));
-    let (status, _, _) = app.request(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    let (status, _, _) = app
+        .request(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(status, 200);
-    let (status, _, _) = app.request(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let (status, _, _) = app
+        .request(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -211,9 +274,17 @@ async fn readyz_is_503_when_the_database_is_gone() {
     let app = TestApp::spawn().await;
     // Closing marks the pool closed at once, then waits for connections in use
     // (on PostgreSQL the LISTEN connection never returns): don't wait for that.
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), app.app.state.db.close_by_ref()).await;
-    let (status, _, _) = app.request(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        app.app.state.db.close_by_ref(),
+    )
+    .await;
+    let (status, _, _) = app
+        .request(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let (status, _, _) = app.request(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    let (status, _, _) = app
+        .request(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(status, 200);
 }

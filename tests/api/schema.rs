@@ -59,7 +59,8 @@ fn schema_honours_the_contract() {
             continue;
         };
         match (kind, have) {
-            (TypeKind::Object(_), TypeKind::Object(_)) | (TypeKind::Interface(_), TypeKind::Interface(_)) => {
+            (TypeKind::Object(_), TypeKind::Object(_))
+            | (TypeKind::Interface(_), TypeKind::Interface(_)) => {
                 let fields = |k: &TypeKind| match k {
                     TypeKind::Object(o) => o.fields.clone(),
                     TypeKind::Interface(i) => i.fields.clone(),
@@ -73,20 +74,38 @@ fn schema_honours_the_contract() {
                         continue;
                     };
                     if !at_least(&hf.node.ty.node, &f.node.ty.node) {
-                        problems.push(format!("{name}.{fname}: {} is looser than {}", hf.node.ty.node, f.node.ty.node));
+                        problems.push(format!(
+                            "{name}.{fname}: {} is looser than {}",
+                            hf.node.ty.node, f.node.ty.node
+                        ));
                     }
                     for a in &f.node.arguments {
                         let aname = &a.node.name.node;
-                        match hf.node.arguments.iter().find(|h| h.node.name.node == *aname) {
+                        match hf
+                            .node
+                            .arguments
+                            .iter()
+                            .find(|h| h.node.name.node == *aname)
+                        {
                             Some(ha) if ha.node.ty.node == a.node.ty.node => {}
-                            Some(ha) => problems.push(format!("{name}.{fname}({aname}): {} != {}", ha.node.ty.node, a.node.ty.node)),
+                            Some(ha) => problems.push(format!(
+                                "{name}.{fname}({aname}): {} != {}",
+                                ha.node.ty.node, a.node.ty.node
+                            )),
                             None => problems.push(format!("{name}.{fname}({aname}) missing")),
                         }
                     }
                     for ha in &hf.node.arguments {
-                        let extra = !f.node.arguments.iter().any(|a| a.node.name.node == ha.node.name.node);
+                        let extra = !f
+                            .node
+                            .arguments
+                            .iter()
+                            .any(|a| a.node.name.node == ha.node.name.node);
                         if extra && !ha.node.ty.node.nullable && ha.node.default_value.is_none() {
-                            problems.push(format!("{name}.{fname}({}) added but required", ha.node.name.node));
+                            problems.push(format!(
+                                "{name}.{fname}({}) added but required",
+                                ha.node.name.node
+                            ));
                         }
                     }
                 }
@@ -96,12 +115,18 @@ fn schema_honours_the_contract() {
                     let fname = &f.node.name.node;
                     match have.fields.iter().find(|h| h.node.name.node == *fname) {
                         Some(h) if h.node.ty.node == f.node.ty.node => {}
-                        Some(h) => problems.push(format!("{name}.{fname}: {} != {}", h.node.ty.node, f.node.ty.node)),
+                        Some(h) => problems.push(format!(
+                            "{name}.{fname}: {} != {}",
+                            h.node.ty.node, f.node.ty.node
+                        )),
                         None => problems.push(format!("{name}.{fname} missing")),
                     }
                 }
                 for h in &have.fields {
-                    let extra = !want.fields.iter().any(|f| f.node.name.node == h.node.name.node);
+                    let extra = !want
+                        .fields
+                        .iter()
+                        .any(|f| f.node.name.node == h.node.name.node);
                     if extra && !h.node.ty.node.nullable && h.node.default_value.is_none() {
                         problems.push(format!("{name}.{} added but required", h.node.name.node));
                     }
@@ -109,7 +134,11 @@ fn schema_honours_the_contract() {
             }
             (TypeKind::Enum(want), TypeKind::Enum(have)) => {
                 for v in &want.values {
-                    if !have.values.iter().any(|h| h.node.value.node == v.node.value.node) {
+                    if !have
+                        .values
+                        .iter()
+                        .any(|h| h.node.value.node == v.node.value.node)
+                    {
                         problems.push(format!("{name}.{} missing", v.node.value.node));
                     }
                 }
@@ -119,5 +148,9 @@ fn schema_honours_the_contract() {
         }
     }
     problems.sort();
-    assert!(problems.is_empty(), "schema breaks the contract:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "schema breaks the contract:\n{}",
+        problems.join("\n")
+    );
 }

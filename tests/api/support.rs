@@ -24,7 +24,9 @@ pub struct TestDb {
 }
 
 pub fn postgres_base_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
 }
 
 pub fn is_postgres() -> bool {
@@ -68,15 +70,21 @@ fn test_db_prefix() -> String {
 
 async fn admin_exec(base: &str, sql: &str) {
     use sea_orm::ConnectionTrait;
-    let conn = sea_orm::Database::connect(base).await.expect("connect to TEST_DATABASE_URL");
-    conn.execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let conn = sea_orm::Database::connect(base)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    conn.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     conn.close().await.expect("close admin connection");
 }
 
 /// Once per run: drop what earlier runs left, then migrate a fresh template.
 async fn prepare_template(base: &str) {
     use sea_orm::ConnectionTrait;
-    let conn = sea_orm::Database::connect(base).await.expect("connect to TEST_DATABASE_URL");
+    let conn = sea_orm::Database::connect(base)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
     let rows = conn
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -98,8 +106,12 @@ async fn prepare_template(base: &str) {
         .await
         .expect("create template");
     conn.close().await.expect("close");
-    let template = sea_orm::Database::connect(with_database(base, &template_name())).await.expect("connect template");
-    confab::db::migrate(&template).await.expect("migrate template");
+    let template = sea_orm::Database::connect(with_database(base, &template_name()))
+        .await
+        .expect("connect template");
+    confab::db::migrate(&template)
+        .await
+        .expect("migrate template");
     template.close().await.expect("close template");
 }
 
@@ -109,13 +121,26 @@ impl TestDb {
             Some(base) => {
                 TEMPLATE_READY.get_or_init(|| prepare_template(&base)).await;
                 let name = format!("{}{}", test_db_prefix(), uuid::Uuid::now_v7().simple());
-                admin_exec(&base, &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", template_name())).await;
-                Self { url: with_database(&base, &name), _dir: None }
+                admin_exec(
+                    &base,
+                    &format!(
+                        "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+                        template_name()
+                    ),
+                )
+                .await;
+                Self {
+                    url: with_database(&base, &name),
+                    _dir: None,
+                }
             }
             None => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                Self { url, _dir: Some(dir) }
+                Self {
+                    url,
+                    _dir: Some(dir),
+                }
             }
         }
     }
@@ -161,7 +186,9 @@ impl TestApp {
         let mut config = test_config(&db.url, data_dir.path());
         tweak(&mut config);
         let app = App::build(config).await.expect("build app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = app.clone();
@@ -172,26 +199,51 @@ impl TestApp {
                 })
                 .await;
         });
-        Self { app, addr, db, stop: Some(stop), _data_dir: data_dir }
+        Self {
+            app,
+            addr,
+            db,
+            stop: Some(stop),
+            _data_dir: data_dir,
+        }
     }
 
     /// A second server instance on the same database (PostgreSQL: another broker).
     pub async fn peer(&self) -> Self {
-        let db = TestDb { url: self.db.url.clone(), _dir: None };
+        let db = TestDb {
+            url: self.db.url.clone(),
+            _dir: None,
+        };
         Self::start(db, |_| {}).await
     }
 
     /// Sends a raw HTTP request through the router.
     pub async fn request(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-        let response = self.app.router().oneshot(request).await.expect("router never fails");
+        let response = self
+            .app
+            .router()
+            .oneshot(request)
+            .await
+            .expect("router never fails");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await.expect("body").to_bytes().to_vec();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
         (status, headers, body)
     }
 
     /// POSTs a GraphQL request; checks that every error carries a code.
-    pub async fn gql_raw(&self, token: Option<&str>, query: &str, variables: Value) -> (StatusCode, Value) {
+    pub async fn gql_raw(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (StatusCode, Value) {
         let mut builder = Request::post("/graphql")
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json");
@@ -199,7 +251,9 @@ impl TestApp {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let body = json!({ "query": query, "variables": variables }).to_string();
-        let (status, _, body) = self.request(builder.body(Body::from(body)).expect("request")).await;
+        let (status, _, body) = self
+            .request(builder.body(Body::from(body)).expect("request"))
+            .await;
         let value: Value = serde_json::from_slice(&body).expect("JSON response");
         assert_every_error_has_code(&value);
         (status, value)
@@ -229,7 +283,10 @@ impl TestApp {
             id: payload["user"]["id"].as_str().expect("id").to_owned(),
             username: username.to_owned(),
             token: payload["accessToken"].as_str().expect("token").to_owned(),
-            refresh: payload["refreshToken"].as_str().expect("refresh").to_owned(),
+            refresh: payload["refreshToken"]
+                .as_str()
+                .expect("refresh")
+                .to_owned(),
         }
     }
 
@@ -261,10 +318,14 @@ pub fn assert_every_error_has_code(value: &Value) {
 
 /// The code of the first error.
 pub fn error_code(value: &Value) -> &str {
-    value["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error in {value}"))
+    value["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {value}"))
 }
 
 /// Waits for `fut` at most `secs` seconds.
 pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut).await.expect("timed out")
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("timed out")
 }

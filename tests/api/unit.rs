@@ -14,12 +14,28 @@ fn page_counts_are_checked() {
 
 #[test]
 fn page_flags_in_both_directions() {
-    let page = Page::<i64> { limit: 2, after: None, before: None, backward: false };
+    let page = Page::<i64> {
+        limit: 2,
+        after: None,
+        before: None,
+        backward: false,
+    };
     let s = page.finish(vec![1, 2, 3]);
-    assert_eq!((s.items, s.has_next_page, s.has_previous_page), (vec![1, 2], true, false));
-    let page = Page::<i64> { limit: 2, after: None, before: None, backward: true };
+    assert_eq!(
+        (s.items, s.has_next_page, s.has_previous_page),
+        (vec![1, 2], true, false)
+    );
+    let page = Page::<i64> {
+        limit: 2,
+        after: None,
+        before: None,
+        backward: true,
+    };
     let s = page.finish(vec![3, 2, 1]);
-    assert_eq!((s.items, s.has_next_page, s.has_previous_page), (vec![2, 3], false, true));
+    assert_eq!(
+        (s.items, s.has_next_page, s.has_previous_page),
+        (vec![2, 3], false, true)
+    );
 }
 
 #[test]
@@ -34,5 +50,8 @@ fn cursors_refuse_other_lists_and_garbage() {
     assert!(decode_cursor::<chrono::DateTime<chrono::Utc>>(ListKind::Rooms, &c).is_err());
     assert!(decode_cursor::<chrono::DateTime<chrono::Utc>>(ListKind::Messages, "garbage").is_err());
     let d = encode_cursor(ListKind::Nearby, &1234.5_f64, id);
-    assert_eq!(decode_cursor::<f64>(ListKind::Nearby, &d).unwrap().key, 1234.5);
+    assert_eq!(
+        decode_cursor::<f64>(ListKind::Nearby, &d).unwrap().key,
+        1234.5
+    );
 }

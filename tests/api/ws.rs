@@ -15,11 +15,14 @@ pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn connect(app: &TestApp, protocol: &str, authorization: Option<&str>) -> Socket {
     let mut request = app.ws_url().into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(protocol).unwrap());
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(protocol).unwrap(),
+    );
     if let Some(auth) = authorization {
-        request.headers_mut().insert("Authorization", HeaderValue::from_str(auth).unwrap());
+        request
+            .headers_mut()
+            .insert("Authorization", HeaderValue::from_str(auth).unwrap());
     }
     let (socket, response) = connect_async(request).await.expect("WebSocket handshake");
     assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
@@ -55,7 +58,9 @@ pub async fn close_code(socket: &mut Socket) -> (u16, String) {
     within(10, async {
         loop {
             match socket.next().await {
-                Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), frame.reason.to_string()),
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
                 Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => panic!("socket error before close: {e}"),
@@ -68,14 +73,22 @@ pub async fn close_code(socket: &mut Socket) -> (u16, String) {
 /// Connects and completes connection_init with `payload`.
 pub async fn init(app: &TestApp, protocol: &str, payload: Value) -> Socket {
     let mut socket = connect(app, protocol, None).await;
-    send(&mut socket, json!({ "type": "connection_init", "payload": payload })).await;
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": payload }),
+    )
+    .await;
     let ack = next_json(&mut socket).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     socket
 }
 
 pub fn subscribe_type(protocol: &str) -> &'static str {
-    if protocol == "graphql-ws" { "start" } else { "subscribe" }
+    if protocol == "graphql-ws" {
+        "start"
+    } else {
+        "subscribe"
+    }
 }
 
 pub const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
@@ -86,18 +99,33 @@ async fn init_authenticates_from_the_payload_in_any_case_or_the_header() {
     let user = app.register("wsuser").await;
     for protocol in PROTOCOLS {
         for key in ["authorization", "Authorization", "AUTHORIZATION"] {
-            let mut socket = init(&app, protocol, json!({ key: format!("Bearer {}", user.token) })).await;
+            let mut socket = init(
+                &app,
+                protocol,
+                json!({ key: format!("Bearer {}", user.token) }),
+            )
+            .await;
             let ty = subscribe_type(protocol);
-            send(&mut socket, json!({ "id": "1", "type": ty, "payload": { "query": "{ me { username } }" } })).await;
+            send(
+                &mut socket,
+                json!({ "id": "1", "type": ty, "payload": { "query": "{ me { username } }" } }),
+            )
+            .await;
             let msg = next_json(&mut socket).await;
-            assert_eq!(msg["payload"]["data"]["me"]["username"], "wsuser", "{protocol} {key}: {msg}");
+            assert_eq!(
+                msg["payload"]["data"]["me"]["username"], "wsuser",
+                "{protocol} {key}: {msg}"
+            );
         }
         // The upgrade request's header works too.
         let mut socket = connect(&app, protocol, Some(&format!("Bearer {}", user.token))).await;
         send(&mut socket, json!({ "type": "connection_init" })).await;
         assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
         send(&mut socket, json!({ "id": "h", "type": subscribe_type(protocol), "payload": { "query": "{ me { username } }" } })).await;
-        assert_eq!(next_json(&mut socket).await["payload"]["data"]["me"]["username"], "wsuser");
+        assert_eq!(
+            next_json(&mut socket).await["payload"]["data"]["me"]["username"],
+            "wsuser"
+        );
     }
 }
 
@@ -106,7 +134,11 @@ async fn a_bad_token_closes_4403() {
     let app = TestApp::spawn().await;
     for protocol in PROTOCOLS {
         let mut socket = connect(&app, protocol, None).await;
-        send(&mut socket, json!({ "type": "connection_init", "payload": { "authorization": "Bearer nope" } })).await;
+        send(
+            &mut socket,
+            json!({ "type": "connection_init", "payload": { "authorization": "Bearer nope" } }),
+        )
+        .await;
         assert_eq!(close_code(&mut socket).await.0, 4403, "{protocol}");
         let mut socket = connect(&app, protocol, Some("Bearer nope")).await;
         send(&mut socket, json!({ "type": "connection_init" })).await;
@@ -145,7 +177,11 @@ async fn protocol_violations_close_with_their_codes() {
 async fn ping_is_answered_with_pong() {
     let app = TestApp::spawn().await;
     let mut socket = init(&app, "graphql-transport-ws", json!({})).await;
-    send(&mut socket, json!({ "type": "ping", "payload": { "n": 1 } })).await;
+    send(
+        &mut socket,
+        json!({ "type": "ping", "payload": { "n": 1 } }),
+    )
+    .await;
     let pong = next_json(&mut socket).await;
     assert_eq!(pong, json!({ "type": "pong", "payload": { "n": 1 } }));
 }
@@ -154,17 +190,35 @@ async fn ping_is_answered_with_pong() {
 async fn queries_run_over_the_socket_and_complete() {
     let app = TestApp::spawn().await;
     let mut socket = init(&app, "graphql-transport-ws", json!({})).await;
-    send(&mut socket, json!({ "id": "q", "type": "subscribe", "payload": { "query": "{ __typename }" } })).await;
+    send(
+        &mut socket,
+        json!({ "id": "q", "type": "subscribe", "payload": { "query": "{ __typename }" } }),
+    )
+    .await;
     let next = next_json(&mut socket).await;
-    assert_eq!(next, json!({ "id": "q", "type": "next", "payload": { "data": { "__typename": "Query" } } }));
-    assert_eq!(next_json(&mut socket).await, json!({ "id": "q", "type": "complete" }));
+    assert_eq!(
+        next,
+        json!({ "id": "q", "type": "next", "payload": { "data": { "__typename": "Query" } } })
+    );
+    assert_eq!(
+        next_json(&mut socket).await,
+        json!({ "id": "q", "type": "complete" })
+    );
     // A validation failure is an `error` for that id, and the socket stays open.
-    send(&mut socket, json!({ "id": "bad", "type": "subscribe", "payload": { "query": "{ nope }" } })).await;
+    send(
+        &mut socket,
+        json!({ "id": "bad", "type": "subscribe", "payload": { "query": "{ nope }" } }),
+    )
+    .await;
     let err = next_json(&mut socket).await;
     assert_eq!(err["type"], "error");
     assert_eq!(err["id"], "bad");
     assert!(err["payload"][0]["extensions"]["code"].is_string(), "{err}");
-    send(&mut socket, json!({ "id": "again", "type": "subscribe", "payload": { "query": "{ __typename }" } })).await;
+    send(
+        &mut socket,
+        json!({ "id": "again", "type": "subscribe", "payload": { "query": "{ __typename }" } }),
+    )
+    .await;
     assert_eq!(next_json(&mut socket).await["type"], "next");
 }
 
@@ -172,6 +226,8 @@ async fn queries_run_over_the_socket_and_complete() {
 async fn unknown_subprotocols_are_refused() {
     let app = TestApp::spawn().await;
     let mut request = app.ws_url().into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
     assert!(connect_async(request).await.is_err());
 }
