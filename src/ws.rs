@@ -115,7 +115,7 @@ enum Outgoing {
     Result {
         id: String,
         generation: u64,
-        response: Response,
+        response: Box<Response>,
         first: bool,
     },
     /// Subscription `id` ended by itself.
@@ -377,7 +377,7 @@ impl Connection {
                 let out = Outgoing::Result {
                     id: task_id.clone(),
                     generation,
-                    response,
+                    response: Box::new(response),
                     first,
                 };
                 first = false;

@@ -42,10 +42,10 @@ impl Hub {
     /// Hands `event` to this instance's subscribers of `topic`. Never blocks.
     pub fn dispatch(&self, topic: Topic, event: Event) {
         let mut topics = self.topics();
-        if let Some(sender) = topics.get(&topic) {
-            if sender.send(event).is_err() {
-                topics.remove(&topic);
-            }
+        if let Some(sender) = topics.get(&topic)
+            && sender.send(event).is_err()
+        {
+            topics.remove(&topic);
         }
     }
 

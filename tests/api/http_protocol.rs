@@ -201,7 +201,7 @@ async fn alias_depth_and_directive_limits_hold() {
     let res = app.gql(None, &frag, json!({})).await;
     assert!(res["errors"].is_array());
 
-    let deep = format!("{{ {}__typename{} }}", "__schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ".to_owned(), " } }".repeat(1) + &"}".repeat(15));
+    let deep = format!("{{ {}__typename{} }}", "__schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ".to_owned(), " } }".to_owned() + &"}".repeat(15));
     let res = app.gql(None, &deep, json!({})).await;
     assert!(res["errors"].is_array(), "{res}");
 
