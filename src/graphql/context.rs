@@ -8,7 +8,13 @@ use crate::{
     app::AppState,
     auth::Viewer,
     error::AppError,
-    graphql::{loaders::Loaders, social::Post, user::User},
+    graphql::{
+        direct::DirectMessage,
+        loaders::Loaders,
+        room::{Message, Room},
+        social::Post,
+        user::User,
+    },
 };
 
 /// Who the request acts for; put in the request data by the transport.
@@ -47,5 +53,8 @@ impl ContextExt for Context<'_> {
 #[graphql(name = "Node", field(name = "id", ty = "ID"))]
 pub enum NodeInterface {
     User(User),
+    Room(Room),
+    Message(Message),
+    DirectMessage(DirectMessage),
     Post(Post),
 }

@@ -2,15 +2,17 @@
 //! Subscription; context helpers; ids; scalars; DataLoaders; limits.
 
 pub mod context;
+pub mod direct;
 pub mod id;
 pub mod limits;
 pub mod loaders;
+pub mod room;
 pub mod scalars;
 pub mod social;
 pub mod user;
 
 use async_graphql::{
-    EmptySubscription, MergedObject, Response, SDLExportOptions, Schema, SimpleObject, Value,
+    MergedObject, MergedSubscription, Response, SDLExportOptions, Schema, SimpleObject, Value,
 };
 
 use crate::app::AppState;
@@ -18,16 +20,26 @@ use crate::app::AppState;
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
-pub struct Query(user::UserQuery, social::SocialQuery);
+pub struct Query(
+    user::UserQuery,
+    room::RoomQuery,
+    direct::DirectQuery,
+    social::SocialQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     user::AuthMutation,
     user::ProfileMutation,
+    room::RoomMutation,
+    direct::DirectMutation,
     social::SocialMutation,
 );
 
-pub type ConfabSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(direct::ChatSubscription);
+
+pub type ConfabSchema = Schema<Query, Mutation, Subscription>;
 
 /// Query depth that still lets GraphiQL's introspection query through.
 pub const MAX_DEPTH: usize = 15;
@@ -37,12 +49,16 @@ pub const MAX_DIRECTIVES_PER_FIELD: usize = 5;
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
 pub fn build(state: Option<AppState>, dev_mode: bool) -> ConfabSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .register_output_type::<context::NodeInterface>()
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-        .extension(limits::AliasLimit(MAX_ALIASES));
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .register_output_type::<context::NodeInterface>()
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_directives(MAX_DIRECTIVES_PER_FIELD)
+    .extension(limits::AliasLimit(MAX_ALIASES));
     if !dev_mode {
         builder = builder.disable_suggestions();
     }

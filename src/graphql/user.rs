@@ -11,8 +11,10 @@ use crate::{
     graphql::{
         ContextExt,
         context::NodeInterface,
+        direct::DirectMessage,
         id::{self, NodeType},
         loaders::gql_err,
+        room::{Message, Room},
         scalars::DateTime,
         social,
     },
@@ -221,8 +223,14 @@ impl UserQuery {
         let (kind, uuid) = id::decode_any(&id).extend()?;
         Ok(match kind {
             NodeType::User => User::load(ctx, uuid).await?.map(NodeInterface::User),
+            NodeType::Room => Room::load(ctx, uuid).await?.map(NodeInterface::Room),
+            NodeType::Message => Message::load_visible(ctx, uuid)
+                .await?
+                .map(NodeInterface::Message),
+            NodeType::DirectMessage => DirectMessage::load_visible(ctx, uuid)
+                .await?
+                .map(NodeInterface::DirectMessage),
             NodeType::Post => social::post_node(ctx, uuid).await?.map(NodeInterface::Post),
-            _ => None,
         })
     }
 

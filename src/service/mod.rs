@@ -1,9 +1,12 @@
 //! Business rules and queries, one file per domain. Nothing here knows GraphQL.
 
+pub mod direct;
 pub mod follows;
 pub mod geo;
+pub mod live;
 pub mod page;
 pub mod posts;
+pub mod rooms;
 pub mod sessions;
 pub mod users;
 pub mod visibility;

@@ -6,10 +6,12 @@
 mod support;
 
 mod auth;
+mod chat;
 mod cli;
 mod http_protocol;
 mod migrations;
 mod schema;
 mod social;
+mod subscriptions;
 mod unit;
 mod ws;

@@ -1,0 +1,260 @@
+//! Direct messages, conversations, and the chat subscriptions.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, InputObject, Object, ResultExt, Subscription};
+use entity::{conversation, direct_message};
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+
+use crate::{
+    connection,
+    error::AppError,
+    graphql::{
+        ContextExt,
+        id::{self, ListKind, NodeType, encode_cursor},
+        loaders::gql_err,
+        room::{Message, page_args},
+        scalars::DateTime,
+        user::User,
+    },
+    realtime::{Event, Topic},
+    service::{
+        direct::{self, NewDirectMessage},
+        live::{self, announce},
+    },
+};
+
+#[derive(Clone)]
+pub struct DirectMessage(pub Arc<direct_message::Model>);
+
+impl DirectMessage {
+    pub fn new(model: direct_message::Model) -> Self {
+        Self(Arc::new(model))
+    }
+
+    /// A direct message, for its two parties only.
+    pub async fn load_visible(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Self>> {
+        let Some(viewer) = ctx.viewer() else {
+            return Ok(None);
+        };
+        let found = ctx
+            .loaders()
+            .direct_messages
+            .load_one(id)
+            .await
+            .map_err(gql_err)?;
+        Ok(found
+            .filter(|m| m.sender_id == viewer.user_id || m.receiver_id == viewer.user_id)
+            .map(Self))
+    }
+}
+
+#[Object]
+impl DirectMessage {
+    pub async fn id(&self) -> ID {
+        id::encode(NodeType::DirectMessage, self.0.id)
+    }
+
+    async fn sender(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        User::load_required(ctx, self.0.sender_id).await
+    }
+
+    async fn receiver(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        User::load_required(ctx, self.0.receiver_id).await
+    }
+
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+
+    async fn client_message_id(&self) -> Option<&str> {
+        self.0.client_message_id.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+}
+
+/// A one-to-one thread between the viewer and one other user.
+pub struct Conversation(conversation::Model);
+
+#[Object]
+impl Conversation {
+    async fn peer(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        User::load_required(ctx, self.0.peer_id).await
+    }
+
+    async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<DirectMessage> {
+        ctx.loaders()
+            .direct_messages
+            .load_one(self.0.last_message_id)
+            .await
+            .map_err(gql_err)?
+            .map(DirectMessage)
+            .ok_or_else(|| AppError::NotFound("message not found".into()))
+            .extend()
+    }
+
+    /// Messages from the peer the viewer has not read.
+    async fn unread_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        let n = ctx
+            .loaders()
+            .conversation_unread
+            .load_one(self.0.peer_id)
+            .await
+            .map_err(gql_err)?;
+        Ok(i32::try_from(n.unwrap_or(0)).unwrap_or(i32::MAX))
+    }
+}
+
+connection!(DirectMessageConnection, DirectMessageEdge, DirectMessage);
+connection!(ConversationConnection, ConversationEdge, Conversation);
+
+#[derive(InputObject)]
+pub struct SendDirectMessageInput {
+    to_user_id: ID,
+    content: String,
+    client_message_id: Option<String>,
+}
+
+#[derive(Default)]
+pub struct DirectQuery;
+
+#[Object]
+impl DirectQuery {
+    /// The thread between the viewer and one user, oldest first (like Room.messages).
+    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    async fn direct_messages(
+        &self,
+        ctx: &Context<'_>,
+        with_user_id: ID,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<DirectMessageConnection> {
+        let viewer = ctx.require_viewer().extend()?;
+        let peer = id::decode(&with_user_id, NodeType::User).extend()?;
+        let page = page_args(ListKind::DirectMessages, first, after, last, before).extend()?;
+        let slice = direct::thread_messages(ctx.db(), viewer.user_id, peer, &page)
+            .await
+            .extend()?;
+        Ok(DirectMessageConnection::new(slice, |m| {
+            (
+                encode_cursor(ListKind::DirectMessages, &m.created_at, m.id),
+                DirectMessage::new(m),
+            )
+        }))
+    }
+
+    /// The viewer's threads, most recent message first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ConversationConnection> {
+        let viewer = ctx.require_viewer().extend()?;
+        let page = page_args(ListKind::Conversations, first, after, None, None).extend()?;
+        let slice = direct::conversations(ctx.db(), viewer.user_id, &page)
+            .await
+            .extend()?;
+        Ok(ConversationConnection::new(slice, |c| {
+            (
+                encode_cursor(ListKind::Conversations, &c.last_message_at, c.peer_id),
+                Conversation(c),
+            )
+        }))
+    }
+}
+
+#[derive(Default)]
+pub struct DirectMutation;
+
+#[Object]
+impl DirectMutation {
+    async fn send_direct_message(
+        &self,
+        ctx: &Context<'_>,
+        input: SendDirectMessageInput,
+    ) -> async_graphql::Result<DirectMessage> {
+        let viewer = ctx.require_viewer().extend()?;
+        let to = id::decode(&input.to_user_id, NodeType::User).extend()?;
+        let new = NewDirectMessage {
+            to,
+            content: input.content,
+            client_message_id: input.client_message_id,
+        };
+        let (message, stored) = direct::send(ctx.db(), viewer.user_id, new).await.extend()?;
+        if stored {
+            let broker = ctx.state().broker.as_ref();
+            for user in [message.sender_id, message.receiver_id] {
+                announce(
+                    broker,
+                    Topic::User(user),
+                    Event::DirectMessage {
+                        message_id: message.id,
+                    },
+                )
+                .await;
+            }
+        }
+        Ok(DirectMessage::new(message))
+    }
+
+    /// Marks the thread read up to now; null when there is no thread.
+    async fn mark_conversation_read(
+        &self,
+        ctx: &Context<'_>,
+        with_user_id: ID,
+    ) -> async_graphql::Result<Option<Conversation>> {
+        let viewer = ctx.require_viewer().extend()?;
+        let peer = id::decode(&with_user_id, NodeType::User).extend()?;
+        Ok(direct::mark_read(ctx.db(), viewer.user_id, peer)
+            .await
+            .extend()?
+            .map(Conversation))
+    }
+}
+
+#[derive(Default)]
+pub struct ChatSubscription;
+
+#[Subscription]
+impl ChatSubscription {
+    /// New messages in a room the viewer is a member of.
+    async fn message_added(
+        &self,
+        ctx: &Context<'_>,
+        room_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = Message> + use<>> {
+        let viewer = ctx.require_viewer().extend()?;
+        let room_id = id::decode(&room_id, NodeType::Room).extend()?;
+        let state = ctx.state();
+        let feed = live::room_messages(
+            state.db.clone(),
+            state.broker.as_ref(),
+            viewer.user_id,
+            room_id,
+        )
+        .await
+        .extend()?;
+        Ok(feed.into_stream().map(Message::new))
+    }
+
+    /// New direct messages sent to or by the viewer (every device stays in step).
+    async fn direct_message_added(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = DirectMessage> + use<>> {
+        let viewer = ctx.require_viewer().extend()?;
+        let state = ctx.state();
+        let feed = live::direct_messages(state.db.clone(), state.broker.as_ref(), viewer.user_id)
+            .await
+            .extend()?;
+        Ok(feed.into_stream().map(DirectMessage::new))
+    }
+}

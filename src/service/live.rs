@@ -1,0 +1,289 @@
+//! Live feeds behind the subscriptions: gap-free, exactly once, in commit order.
+//!
+//! A feed subscribes to its broker topic before it reads anything, treats
+//! every event as a wake-up, and re-reads the database from its position.
+//! created_at order is not commit order (a send stamped later can commit
+//! first), so each re-read looks back `LOOKBACK` from the newest row seen and
+//! skips ids already delivered: a row that commits late is still delivered,
+//! once. Every buffer is bounded.
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    future::Future,
+};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::{direct_message, message};
+use futures_util::{FutureExt, Stream};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::{
+    error::{AppResult, ErrorChain},
+    realtime::{Broker, Event, Topic, TopicReceiver},
+    service::{direct, now, rooms},
+};
+
+/// How late (after its created_at) a row may commit and still be delivered.
+/// Sends take their timestamp inside their transaction, so this only has to
+/// cover one insert and its commit.
+pub const LOOKBACK: TimeDelta = TimeDelta::seconds(10);
+/// Rows per read.
+const READ_BATCH: u64 = 100;
+/// Delivered ids remembered (those inside the window); the oldest go first beyond this.
+const MAX_SEEN: usize = 10_000;
+/// Wake-ups folded into one re-read.
+const MAX_COALESCE: usize = 64;
+
+/// Publishes after a commit. The write already happened, so a failure is
+/// logged, not returned: subscribers catch up on the next event.
+pub async fn announce(broker: &dyn Broker, topic: Topic, event: Event) {
+    if let Err(err) = broker.publish(topic, event).await {
+        tracing::error!(error = %ErrorChain(&err), "publishing an event failed");
+    }
+}
+
+/// The position of a feed: the newest created_at seen and the ids seen within the window.
+#[derive(Debug)]
+pub struct Lookback {
+    newest: DateTime<Utc>,
+    seen: BTreeSet<(DateTime<Utc>, Uuid)>,
+}
+
+impl Lookback {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            newest: start,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Where the next re-read starts.
+    pub fn since(&self) -> DateTime<Utc> {
+        self.newest - LOOKBACK
+    }
+
+    /// True the first time a row is offered, false for a row already seen.
+    pub fn accept(&mut self, at: DateTime<Utc>, id: Uuid) -> bool {
+        if at < self.since() || !self.seen.insert((at, id)) {
+            return false;
+        }
+        self.newest = self.newest.max(at);
+        true
+    }
+
+    /// Forgets ids that fell out of the window (and the oldest beyond MAX_SEEN).
+    pub fn prune(&mut self) {
+        let keep = self.seen.split_off(&(self.since(), Uuid::nil()));
+        self.seen = keep;
+        while self.seen.len() > MAX_SEEN {
+            self.seen.pop_first();
+        }
+    }
+}
+
+/// What a feed reads and who may keep reading it.
+pub trait Source: Send + Sync + 'static {
+    type Row: Send + 'static;
+    fn key(row: &Self::Row) -> (DateTime<Utc>, Uuid);
+    /// Rows stamped at or after `since`, after `after` (exclusive), oldest first.
+    fn read(
+        &self,
+        db: &DatabaseConnection,
+        since: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> impl Future<Output = AppResult<Vec<Self::Row>>> + Send;
+    /// Checked after every read: false ends the feed before it delivers what it read.
+    fn allowed(&self, db: &DatabaseConnection) -> impl Future<Output = AppResult<bool>> + Send;
+    /// An event that ends the feed at once.
+    fn ends(&self, event: &Event) -> bool;
+}
+
+pub struct RoomMessages {
+    pub room_id: Uuid,
+    pub viewer: Uuid,
+}
+
+impl Source for RoomMessages {
+    type Row = message::Model;
+
+    fn key(row: &message::Model) -> (DateTime<Utc>, Uuid) {
+        (row.created_at, row.id)
+    }
+
+    async fn read(
+        &self,
+        db: &DatabaseConnection,
+        since: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> AppResult<Vec<message::Model>> {
+        rooms::messages_since(db, self.room_id, since, after, READ_BATCH).await
+    }
+
+    async fn allowed(&self, db: &DatabaseConnection) -> AppResult<bool> {
+        Ok(rooms::membership(db, self.room_id, self.viewer)
+            .await?
+            .is_some())
+    }
+
+    fn ends(&self, event: &Event) -> bool {
+        matches!(event, Event::MembershipEnded { room_id, user_id }
+            if *room_id == self.room_id && user_id.is_none_or(|u| u == self.viewer))
+    }
+}
+
+pub struct DirectMessages {
+    pub viewer: Uuid,
+}
+
+impl Source for DirectMessages {
+    type Row = direct_message::Model;
+
+    fn key(row: &direct_message::Model) -> (DateTime<Utc>, Uuid) {
+        (row.created_at, row.id)
+    }
+
+    async fn read(
+        &self,
+        db: &DatabaseConnection,
+        since: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+    ) -> AppResult<Vec<direct_message::Model>> {
+        direct::messages_since(db, self.viewer, since, after, READ_BATCH).await
+    }
+
+    async fn allowed(&self, _db: &DatabaseConnection) -> AppResult<bool> {
+        Ok(true)
+    }
+
+    fn ends(&self, _event: &Event) -> bool {
+        false
+    }
+}
+
+pub struct Feed<S: Source> {
+    db: DatabaseConnection,
+    source: S,
+    events: TopicReceiver,
+    position: Lookback,
+    /// Read but not yet handed out: at most one batch.
+    pending: VecDeque<S::Row>,
+    /// Where an unfinished re-read continues (the last batch was full).
+    scan: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// New messages in a room for one of its members: FORBIDDEN for others.
+pub async fn room_messages(
+    db: DatabaseConnection,
+    broker: &dyn Broker,
+    viewer: Uuid,
+    room_id: Uuid,
+) -> AppResult<Feed<RoomMessages>> {
+    let events = broker.subscribe(Topic::Room(room_id));
+    rooms::require_member(&db, room_id, viewer).await?;
+    Feed::start(db, RoomMessages { room_id, viewer }, events).await
+}
+
+/// New direct messages sent to or by `viewer`.
+pub async fn direct_messages(
+    db: DatabaseConnection,
+    broker: &dyn Broker,
+    viewer: Uuid,
+) -> AppResult<Feed<DirectMessages>> {
+    let events = broker.subscribe(Topic::User(viewer));
+    Feed::start(db, DirectMessages { viewer }, events).await
+}
+
+impl<S: Source> Feed<S> {
+    /// `events` is already subscribed: what commits from here on wakes the feed.
+    async fn start(db: DatabaseConnection, source: S, events: TopicReceiver) -> AppResult<Self> {
+        let position = Lookback::new(now());
+        let mut feed = Self {
+            db,
+            source,
+            events,
+            position,
+            pending: VecDeque::new(),
+            scan: None,
+        };
+        // What is committed now is history, not news: remember it as seen.
+        loop {
+            feed.read_batch().await?;
+            feed.pending.clear();
+            if feed.scan.is_none() {
+                return Ok(feed);
+            }
+        }
+    }
+
+    /// Reads one batch of the window (from where the last full batch
+    /// stopped) and keeps the rows not seen yet.
+    async fn read_batch(&mut self) -> AppResult<()> {
+        let rows = self
+            .source
+            .read(&self.db, self.position.since(), self.scan)
+            .await?;
+        let full = rows.len() as u64 >= READ_BATCH;
+        let mut last = None;
+        for row in rows {
+            let (at, id) = S::key(&row);
+            last = Some((at, id));
+            if self.position.accept(at, id) {
+                self.pending.push_back(row);
+            }
+        }
+        if full {
+            self.scan = last;
+        } else {
+            self.scan = None;
+            self.position.prune();
+        }
+        Ok(())
+    }
+
+    /// The next new row; None when the feed ends (access lost, broker gone, database failing).
+    pub async fn next(&mut self) -> Option<S::Row> {
+        loop {
+            if let Some(row) = self.pending.pop_front() {
+                return Some(row);
+            }
+            if self.scan.is_none() {
+                let event = self.events.recv().await?;
+                if self.source.ends(&event) {
+                    return None;
+                }
+                // Fold queued wake-ups into this one re-read.
+                for _ in 0..MAX_COALESCE {
+                    match self.events.recv().now_or_never() {
+                        Some(Some(event)) if self.source.ends(&event) => return None,
+                        Some(Some(_)) => {}
+                        Some(None) => return None,
+                        None => break,
+                    }
+                }
+            }
+            let read = async {
+                self.read_batch().await?;
+                // After the read: a row that committed after access ended is never delivered.
+                self.source.allowed(&self.db).await
+            };
+            match read.await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(err) => {
+                    tracing::error!(error = %ErrorChain(&err), "live feed read failed; ending the subscription");
+                    return None;
+                }
+            }
+        }
+    }
+
+    pub fn into_stream(self) -> impl Stream<Item = S::Row> + Send + 'static
+    where
+        S::Row: Send,
+    {
+        futures_util::stream::unfold(self, |mut feed| async move {
+            feed.next().await.map(|row| (row, feed))
+        })
+    }
+}

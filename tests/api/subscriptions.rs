@@ -1,0 +1,537 @@
+//! messageAdded and directMessageAdded over real WebSockets, on both subprotocols.
+//!
+//! A subscription has no "started" acknowledgement, so tests first `sync`:
+//! send a marker message until every subscriber has received one. After that
+//! every subscriber is live and has drained everything before the marker.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::{
+    chat::{create_room, join, send, send_dm},
+    support::{TestApp, TestUser, is_postgres, within},
+    ws::{PROTOCOLS, Socket, init, next_json, send as ws_send, subscribe_type},
+};
+
+const MESSAGE_ADDED: &str =
+    "subscription($r: ID!) { messageAdded(roomId: $r) { id content sender { username } } }";
+const DM_ADDED: &str =
+    "subscription { directMessageAdded { id content sender { username } receiver { username } } }";
+
+struct Sub {
+    socket: Socket,
+    id: String,
+    protocol: &'static str,
+    field: &'static str,
+}
+
+async fn socket_for(app: &TestApp, user: Option<&TestUser>, protocol: &'static str) -> Socket {
+    let payload = match user {
+        Some(user) => json!({ "authorization": format!("Bearer {}", user.token) }),
+        None => json!({}),
+    };
+    init(app, protocol, payload).await
+}
+
+async fn start(socket: &mut Socket, protocol: &str, id: &str, query: &str, variables: Value) {
+    let payload = json!({ "query": query, "variables": variables });
+    ws_send(
+        socket,
+        json!({ "id": id, "type": subscribe_type(protocol), "payload": payload }),
+    )
+    .await;
+}
+
+async fn room_sub(app: &TestApp, user: &TestUser, protocol: &'static str, room: &str) -> Sub {
+    let mut socket = socket_for(app, Some(user), protocol).await;
+    start(
+        &mut socket,
+        protocol,
+        "room",
+        MESSAGE_ADDED,
+        json!({ "r": room }),
+    )
+    .await;
+    Sub {
+        socket,
+        id: "room".into(),
+        protocol,
+        field: "messageAdded",
+    }
+}
+
+async fn dm_sub(app: &TestApp, user: &TestUser, protocol: &'static str) -> Sub {
+    let mut socket = socket_for(app, Some(user), protocol).await;
+    start(&mut socket, protocol, "dm", DM_ADDED, json!({})).await;
+    Sub {
+        socket,
+        id: "dm".into(),
+        protocol,
+        field: "directMessageAdded",
+    }
+}
+
+impl Sub {
+    /// The next message, or None if nothing arrives within `ms`.
+    async fn next_within(&mut self, ms: u64) -> Option<Value> {
+        tokio::time::timeout(Duration::from_millis(ms), next_json(&mut self.socket))
+            .await
+            .ok()
+    }
+
+    /// The next delivered item (its `messageAdded`/`directMessageAdded` object).
+    fn item(&self, msg: &Value) -> Value {
+        let data_type = if self.protocol == "graphql-ws" {
+            "data"
+        } else {
+            "next"
+        };
+        assert_eq!(msg["type"], data_type, "{}: {msg}", self.protocol);
+        assert_eq!(msg["id"], self.id.as_str());
+        msg["payload"]["data"][self.field].clone()
+    }
+
+    async fn next_item(&mut self) -> Value {
+        let msg = next_json(&mut self.socket).await;
+        self.item(&msg)
+    }
+
+    async fn next_content(&mut self) -> String {
+        self.next_item().await["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Reads until `marker` arrives; false if it does not within 500 ms of the last message.
+    async fn saw(&mut self, marker: &str) -> bool {
+        while let Some(msg) = self.next_within(500).await {
+            if self.item(&msg)["content"] == marker {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reads contents until `marker`, which is not included.
+    async fn contents_until(&mut self, marker: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let content = self.next_content().await;
+            if content == marker {
+                return out;
+            }
+            out.push(content);
+        }
+    }
+
+    async fn expect_complete(&mut self) {
+        let msg = next_json(&mut self.socket).await;
+        assert_eq!(
+            msg,
+            json!({ "type": "complete", "id": self.id }),
+            "{}",
+            self.protocol
+        );
+    }
+
+    async fn expect_silence(&mut self) {
+        if let Some(msg) = self.next_within(300).await {
+            panic!("{}: expected nothing, got {msg}", self.protocol);
+        }
+    }
+}
+
+/// The error code of an `error` message for `id` (both protocols' payload shapes).
+fn error_message_code(msg: &Value, id: &str) -> String {
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(msg["id"], id);
+    let payload = &msg["payload"];
+    let err = if payload.is_array() {
+        &payload[0]
+    } else {
+        payload
+    };
+    err["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code in {msg}"))
+        .to_owned()
+}
+
+/// Sends markers until every subscriber has one: all are live and drained.
+async fn sync_room(app: &TestApp, sender: &TestUser, room: &str, subs: &mut [&mut Sub]) {
+    for _ in 0..40 {
+        let marker = format!("sync-{}", uuid::Uuid::now_v7());
+        send(app, sender, room, &marker).await;
+        let mut all = true;
+        for sub in subs.iter_mut() {
+            all &= sub.saw(&marker).await;
+        }
+        if all {
+            return;
+        }
+    }
+    panic!("subscriptions never went live");
+}
+
+async fn sync_dm(app: &TestApp, from: &TestUser, to: &TestUser, subs: &mut [&mut Sub]) {
+    for _ in 0..40 {
+        let marker = format!("sync-{}", uuid::Uuid::now_v7());
+        send_dm(app, from, to, &marker).await;
+        let mut all = true;
+        for sub in subs.iter_mut() {
+            all &= sub.saw(&marker).await;
+        }
+        if all {
+            return;
+        }
+    }
+    panic!("subscriptions never went live");
+}
+
+#[tokio::test]
+async fn each_message_reaches_every_subscriber_once_in_commit_order() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "Room").await;
+    join(&app, &bob, &r).await;
+    send(&app, &alice, &r, "history").await;
+    let mut subs = vec![
+        room_sub(&app, &bob, PROTOCOLS[0], &r).await,
+        room_sub(&app, &alice, PROTOCOLS[1], &r).await,
+        room_sub(&app, &bob, PROTOCOLS[1], &r).await,
+    ];
+    sync_room(&app, &alice, &r, &mut subs.iter_mut().collect::<Vec<_>>()).await;
+
+    // Sequential sends from both members: exactly these, in this order.
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        let who = if n % 2 == 0 { &alice } else { &bob };
+        let content = format!("seq-{n}");
+        send(&app, who, &r, &content).await;
+        sent.push(content);
+    }
+    send(&app, &alice, &r, "end-1").await;
+    for sub in &mut subs {
+        assert_eq!(
+            within(10, sub.contents_until("end-1")).await,
+            sent,
+            "{}",
+            sub.protocol
+        );
+    }
+
+    // Concurrent sends: every subscriber gets each exactly once. (Their
+    // relative order is not asserted: two sends whose commits overlap are
+    // delivered in the order each subscriber's re-read sees them.)
+    let contents: Vec<String> = (0..10).map(|n| format!("par-{n}")).collect();
+    join_all(contents.iter().enumerate().map(|(n, c)| {
+        let who = if n % 2 == 0 { &alice } else { &bob };
+        send(&app, who, &r, c)
+    }))
+    .await;
+    send(&app, &alice, &r, "end-2").await;
+    for sub in &mut subs {
+        let got = within(10, sub.contents_until("end-2")).await;
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, contents, "{}: each exactly once", sub.protocol);
+    }
+
+    // The payload is a full Message.
+    send(&app, &bob, &r, "full").await;
+    for sub in &mut subs {
+        let item = sub.next_item().await;
+        assert_eq!(item["content"], "full");
+        assert_eq!(item["sender"]["username"], "bob");
+        assert!(item["id"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn message_added_needs_a_member_and_answers_with_an_error_for_that_id() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let carol = app.register("carol").await;
+    let r = create_room(&app, &alice, "Room").await;
+    let nothing =
+        confab::graphql::id::encode(confab::graphql::id::NodeType::Room, uuid::Uuid::now_v7()).0;
+    for protocol in PROTOCOLS {
+        let mut socket = socket_for(&app, Some(&carol), protocol).await;
+        start(&mut socket, protocol, "a", MESSAGE_ADDED, json!({ "r": r })).await;
+        assert_eq!(
+            error_message_code(&next_json(&mut socket).await, "a"),
+            "FORBIDDEN",
+            "{protocol}"
+        );
+        start(
+            &mut socket,
+            protocol,
+            "b",
+            MESSAGE_ADDED,
+            json!({ "r": "junk" }),
+        )
+        .await;
+        assert_eq!(
+            error_message_code(&next_json(&mut socket).await, "b"),
+            "BAD_USER_INPUT",
+            "{protocol}"
+        );
+        start(
+            &mut socket,
+            protocol,
+            "c",
+            MESSAGE_ADDED,
+            json!({ "r": nothing }),
+        )
+        .await;
+        assert_eq!(
+            error_message_code(&next_json(&mut socket).await, "c"),
+            "NOT_FOUND",
+            "{protocol}"
+        );
+
+        let mut anonymous = socket_for(&app, None, protocol).await;
+        start(
+            &mut anonymous,
+            protocol,
+            "x",
+            MESSAGE_ADDED,
+            json!({ "r": r }),
+        )
+        .await;
+        assert_eq!(
+            error_message_code(&next_json(&mut anonymous).await, "x"),
+            "UNAUTHENTICATED",
+            "{protocol}"
+        );
+        start(&mut anonymous, protocol, "y", DM_ADDED, json!({})).await;
+        assert_eq!(
+            error_message_code(&next_json(&mut anonymous).await, "y"),
+            "UNAUTHENTICATED",
+            "{protocol}"
+        );
+
+        // The socket stays open: once a member, the same id works.
+        join(&app, &carol, &r).await;
+        start(&mut socket, protocol, "a", MESSAGE_ADDED, json!({ "r": r })).await;
+        let mut sub = Sub {
+            socket,
+            id: "a".into(),
+            protocol,
+            field: "messageAdded",
+        };
+        sync_room(&app, &alice, &r, &mut [&mut sub]).await;
+        send(&app, &alice, &r, "welcome").await;
+        assert_eq!(sub.next_content().await, "welcome");
+        app.ok(
+            Some(&carol.token),
+            "mutation($r: ID!) { leaveRoom(roomId: $r) { id } }",
+            json!({ "r": r }),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn leaving_a_room_completes_the_leavers_subscriptions() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "Room").await;
+    join(&app, &bob, &r).await;
+    let mut control = room_sub(&app, &alice, PROTOCOLS[0], &r).await;
+    let mut leaver: Vec<Sub> = Vec::new();
+    for protocol in PROTOCOLS {
+        leaver.push(room_sub(&app, &bob, protocol, &r).await);
+    }
+    let mut all: Vec<&mut Sub> = leaver.iter_mut().collect();
+    all.push(&mut control);
+    sync_room(&app, &alice, &r, &mut all).await;
+
+    app.ok(
+        Some(&bob.token),
+        "mutation($r: ID!) { leaveRoom(roomId: $r) { id } }",
+        json!({ "r": r }),
+    )
+    .await;
+    for sub in &mut leaver {
+        sub.expect_complete().await;
+    }
+    send(&app, &alice, &r, "after").await;
+    assert_eq!(control.next_content().await, "after");
+    for sub in &mut leaver {
+        sub.expect_silence().await;
+    }
+    // Rejoining and subscribing again works on the same socket.
+    join(&app, &bob, &r).await;
+    let sub = &mut leaver[0];
+    start(
+        &mut sub.socket,
+        sub.protocol,
+        "room",
+        MESSAGE_ADDED,
+        json!({ "r": r }),
+    )
+    .await;
+    sync_room(&app, &alice, &r, &mut [sub]).await;
+}
+
+#[tokio::test]
+async fn deleting_a_room_completes_every_members_subscriptions() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "Room").await;
+    join(&app, &bob, &r).await;
+    let mut a = room_sub(&app, &alice, PROTOCOLS[0], &r).await;
+    let mut b = room_sub(&app, &bob, PROTOCOLS[1], &r).await;
+    sync_room(&app, &alice, &r, &mut [&mut a, &mut b]).await;
+    app.ok(
+        Some(&alice.token),
+        "mutation($r: ID!) { deleteRoom(id: $r) }",
+        json!({ "r": r }),
+    )
+    .await;
+    a.expect_complete().await;
+    b.expect_complete().await;
+}
+
+#[tokio::test]
+async fn direct_messages_reach_both_parties_and_nobody_else() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let mut a = dm_sub(&app, &alice, PROTOCOLS[0]).await;
+    let mut b = dm_sub(&app, &bob, PROTOCOLS[1]).await;
+    let mut c = dm_sub(&app, &carol, PROTOCOLS[0]).await;
+    sync_dm(&app, &carol, &alice, &mut [&mut c]).await;
+    sync_dm(&app, &alice, &bob, &mut [&mut a, &mut b]).await;
+
+    send_dm(&app, &alice, &bob, "hello").await;
+    for sub in [&mut a, &mut b] {
+        let item = sub.next_item().await;
+        assert_eq!(item["content"], "hello");
+        assert_eq!(item["sender"]["username"], "alice");
+        assert_eq!(item["receiver"]["username"], "bob");
+    }
+    send_dm(&app, &carol, &bob, "from carol").await;
+    assert_eq!(b.next_content().await, "from carol");
+    assert_eq!(c.next_content().await, "from carol");
+    // What alice and carol get next proves they got nothing in between.
+    send_dm(&app, &bob, &alice, "to alice").await;
+    assert_eq!(
+        a.next_content().await,
+        "to alice",
+        "carol's message to bob is not alice's"
+    );
+    assert_eq!(b.next_content().await, "to alice");
+    send_dm(&app, &carol, &alice, "to alice from carol").await;
+    assert_eq!(
+        c.next_content().await,
+        "to alice from carol",
+        "alice and bob's messages are not carol's"
+    );
+    assert_eq!(a.next_content().await, "to alice from carol");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_delays_nobody_and_catches_up() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "Room").await;
+    join(&app, &bob, &r).await;
+    let mut fast = room_sub(&app, &alice, PROTOCOLS[0], &r).await;
+    let mut slow = room_sub(&app, &bob, PROTOCOLS[1], &r).await;
+    sync_room(&app, &alice, &r, &mut [&mut fast, &mut slow]).await;
+
+    // `slow` reads nothing from here on, while ~1 MB of messages go out.
+    const N: usize = 250;
+    let expected: Vec<String> = (0..N)
+        .map(|n| format!("{n:04}{}", "x".repeat(3996)))
+        .collect();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < N {
+            got.push(fast.next_content().await);
+        }
+        got
+    });
+    for content in &expected {
+        within(5, send(&app, &alice, &r, content)).await;
+    }
+    let got = within(30, reader).await.unwrap();
+    assert_eq!(
+        got, expected,
+        "the fast subscriber got everything, in order"
+    );
+
+    // The slow one catches up with no gap and no duplicate.
+    send(&app, &alice, &r, "end").await;
+    let caught_up = within(30, slow.contents_until("end")).await;
+    assert_eq!(caught_up.len(), expected.len());
+    assert!(
+        caught_up == expected,
+        "the slow subscriber caught up in order"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_database_deliver_to_each_other() {
+    if !is_postgres() {
+        eprintln!("skipped: two instances need PostgreSQL (set TEST_DATABASE_URL)");
+        return;
+    }
+    let one = TestApp::spawn().await;
+    let two = one.peer().await;
+    let alice = one.register("alice").await;
+    let bob = one.register("bob").await;
+    let r = create_room(&one, &alice, "Room").await;
+    join(&one, &bob, &r).await;
+
+    // Subscribed on instance two, sent through instance one.
+    let mut on_two = room_sub(&two, &bob, PROTOCOLS[0], &r).await;
+    let mut legacy_on_two = room_sub(&two, &alice, PROTOCOLS[1], &r).await;
+    let mut on_one = room_sub(&one, &bob, PROTOCOLS[1], &r).await;
+    sync_room(
+        &one,
+        &alice,
+        &r,
+        &mut [&mut on_two, &mut legacy_on_two, &mut on_one],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    send(&one, &alice, &r, "across").await;
+    assert_eq!(on_two.next_content().await, "across");
+    eprintln!("cross-instance delivery took {:?}", started.elapsed());
+    assert_eq!(legacy_on_two.next_content().await, "across");
+    assert_eq!(on_one.next_content().await, "across");
+    send(&two, &bob, &r, "back").await;
+    for sub in [&mut on_two, &mut legacy_on_two, &mut on_one] {
+        assert_eq!(sub.next_content().await, "back");
+    }
+
+    // Direct messages too.
+    let mut dm_two = dm_sub(&two, &bob, PROTOCOLS[0]).await;
+    sync_dm(&one, &alice, &bob, &mut [&mut dm_two]).await;
+    send_dm(&one, &alice, &bob, "dm across").await;
+    assert_eq!(dm_two.next_content().await, "dm across");
+
+    // Leaving through instance one ends the subscription on instance two.
+    one.ok(
+        Some(&bob.token),
+        "mutation($r: ID!) { leaveRoom(roomId: $r) { id } }",
+        json!({ "r": r }),
+    )
+    .await;
+    on_two.expect_complete().await;
+    on_one.expect_complete().await;
+    send(&one, &alice, &r, "after").await;
+    assert_eq!(legacy_on_two.next_content().await, "after");
+    on_two.expect_silence().await;
+}
