@@ -20,7 +20,7 @@ use crate::{
     },
     realtime::{Event, Topic},
     service::{
-        live::announce,
+        live::{self, announce},
         page::Page,
         rooms::{self, NewMessage, RoomChanges},
     },
@@ -415,11 +415,7 @@ impl RoomMutation {
         rooms::delete(ctx.db(), viewer.user_id, room_id)
             .await
             .extend()?;
-        let event = Event::MembershipEnded {
-            room_id,
-            user_id: None,
-        };
-        announce(ctx.state().broker.as_ref(), Topic::Room(room_id), event).await;
+        live::end_room_feeds(ctx.state().broker.as_ref(), room_id, None).await;
         Ok(id::encode(NodeType::Room, room_id))
     }
 
@@ -441,11 +437,7 @@ impl RoomMutation {
             .await
             .extend()?;
         if was_member {
-            let event = Event::MembershipEnded {
-                room_id,
-                user_id: Some(viewer.user_id),
-            };
-            announce(ctx.state().broker.as_ref(), Topic::Room(room_id), event).await;
+            live::end_room_feeds(ctx.state().broker.as_ref(), room_id, Some(viewer.user_id)).await;
         }
         Ok(Room::new(room))
     }

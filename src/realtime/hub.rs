@@ -5,7 +5,8 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
+use uuid::Uuid;
 
 use super::{Event, Topic};
 
@@ -16,6 +17,8 @@ const TOPIC_CAPACITY: usize = 64;
 #[derive(Clone, Default)]
 pub struct Hub {
     topics: Arc<Mutex<HashMap<Topic, broadcast::Sender<Event>>>>,
+    /// Live room feeds on this instance, per (room, member).
+    room_feeds: RoomFeeds,
 }
 
 impl Hub {
@@ -58,6 +61,86 @@ impl Hub {
 
     pub fn topic_count(&self) -> usize {
         self.topics().len()
+    }
+
+    pub fn room_feeds(&self) -> &RoomFeeds {
+        &self.room_feeds
+    }
+}
+
+/// Counts this instance's live feeds per (room, member), so that leaving or
+/// deleting a room can wait until the feeds it ends have ended: their
+/// `complete` is then on its way before the mutation answers.
+#[derive(Clone, Default)]
+pub struct RoomFeeds {
+    live: Arc<Mutex<HashMap<(Uuid, Uuid), usize>>>,
+    ended: Arc<Notify>,
+}
+
+impl RoomFeeds {
+    fn live(&self) -> MutexGuard<'_, HashMap<(Uuid, Uuid), usize>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a feed of `room_id` for `user_id`, until the guard drops.
+    pub fn register(&self, room_id: Uuid, user_id: Uuid) -> RoomFeedGuard {
+        *self.live().entry((room_id, user_id)).or_insert(0) += 1;
+        RoomFeedGuard {
+            feeds: self.clone(),
+            key: (room_id, user_id),
+        }
+    }
+
+    fn any_live(&self, room_id: Uuid, user_id: Option<Uuid>) -> bool {
+        let live = self.live();
+        match user_id {
+            Some(user) => live.contains_key(&(room_id, user)),
+            None => live.keys().any(|(room, _)| *room == room_id),
+        }
+    }
+
+    /// Waits until no feed of `room_id` (for `user_id`, or for anyone) is
+    /// live here, at most `limit`. False if some still were.
+    pub async fn until_ended(
+        &self,
+        room_id: Uuid,
+        user_id: Option<Uuid>,
+        limit: std::time::Duration,
+    ) -> bool {
+        let wait = async {
+            loop {
+                let ended = self.ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if !self.any_live(room_id, user_id) {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}
+
+pub struct RoomFeedGuard {
+    feeds: RoomFeeds,
+    key: (Uuid, Uuid),
+}
+
+impl Drop for RoomFeedGuard {
+    fn drop(&mut self) {
+        {
+            let mut live = self.feeds.live();
+            if let Some(count) = live.get_mut(&self.key) {
+                *count -= 1;
+                if *count == 0 {
+                    live.remove(&self.key);
+                }
+            }
+        }
+        self.feeds.ended.notify_waiters();
     }
 }
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use hub::{Hub, TopicReceiver};
+pub use hub::{Hub, RoomFeedGuard, RoomFeeds, TopicReceiver};
 pub use memory::MemoryBroker;
 pub use postgres::PgBroker;
 

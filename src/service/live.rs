@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{AppResult, ErrorChain},
-    realtime::{Broker, Event, Topic, TopicReceiver},
+    realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver},
     service::{direct, now, rooms},
 };
 
@@ -102,6 +102,8 @@ pub trait Source: Send + Sync + 'static {
 pub struct RoomMessages {
     pub room_id: Uuid,
     pub viewer: Uuid,
+    /// Counts this feed as live until it ends (see `end_room_feeds`).
+    _live: RoomFeedGuard,
 }
 
 impl Source for RoomMessages {
@@ -181,7 +183,42 @@ pub async fn room_messages(
 ) -> AppResult<Feed<RoomMessages>> {
     let events = broker.subscribe(Topic::Room(room_id));
     rooms::require_member(&db, room_id, viewer).await?;
-    Feed::start(db, RoomMessages { room_id, viewer }, events).await
+    let _live = broker.hub().room_feeds().register(room_id, viewer);
+    Feed::start(
+        db,
+        RoomMessages {
+            room_id,
+            viewer,
+            _live,
+        },
+        events,
+    )
+    .await
+}
+
+/// How long leaving or deleting a room waits for the feeds it ends.
+const END_FEEDS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Announces that `user_id` left `room_id` (None: the room is gone), and waits
+/// until this instance's feeds it ends have ended, so their `complete` is sent
+/// before the mutation answers. Feeds on other instances end as the event
+/// reaches them; none of them delivers a message sent after the commit, since
+/// every feed re-checks membership after each read.
+pub async fn end_room_feeds(broker: &dyn Broker, room_id: Uuid, user_id: Option<Uuid>) {
+    announce(
+        broker,
+        Topic::Room(room_id),
+        Event::MembershipEnded { room_id, user_id },
+    )
+    .await;
+    if !broker
+        .hub()
+        .room_feeds()
+        .until_ended(room_id, user_id, END_FEEDS_WAIT)
+        .await
+    {
+        tracing::warn!(%room_id, "room feeds still live after leave/delete; they end on their next wake-up");
+    }
 }
 
 /// New direct messages sent to or by `viewer`.

@@ -352,12 +352,22 @@ async fn leaving_a_room_completes_the_leavers_subscriptions() {
     all.push(&mut control);
     sync_room(&app, &alice, &r, &mut all).await;
 
+    let (_, room_uuid) = confab::graphql::id::decode_any(&r).unwrap();
+    let (_, bob_uuid) = confab::graphql::id::decode_any(&bob.id).unwrap();
+    let feeds = app.app.state.broker.hub().room_feeds().clone();
+    let ended = || feeds.until_ended(room_uuid, Some(bob_uuid), Duration::ZERO);
+    assert!(!ended().await, "the leaver's feeds are live before leaving");
     app.ok(
         Some(&bob.token),
         "mutation($r: ID!) { leaveRoom(roomId: $r) { id } }",
         json!({ "r": r }),
     )
     .await;
+    // Ended before leaveRoom answered, not merely soon after.
+    assert!(
+        ended().await,
+        "leaveRoom returned while the leaver's feeds were live"
+    );
     for sub in &mut leaver {
         sub.expect_complete().await;
     }
@@ -396,6 +406,9 @@ async fn deleting_a_room_completes_every_members_subscriptions() {
         json!({ "r": r }),
     )
     .await;
+    let (_, room_uuid) = confab::graphql::id::decode_any(&r).unwrap();
+    let feeds = app.app.state.broker.hub().room_feeds();
+    assert!(feeds.until_ended(room_uuid, None, Duration::ZERO).await);
     a.expect_complete().await;
     b.expect_complete().await;
 }
