@@ -76,7 +76,7 @@ async fn main() {
     let rows: u64 = args.next().map_or(200_000, |n| n.parse().unwrap());
     let mut config = Config::new(&url);
     config.data_dir = dir.path().to_path_buf();
-    config.jwt_secret = Some("bench-only-key".into());
+    config.jwt_secret = Some(confab::auth::token::random_secret());
     let app = App::build(config).await.unwrap();
     let db = &app.state.db;
     let backend = db.get_database_backend();

@@ -149,7 +149,8 @@ impl TestDb {
 pub fn test_config(db_url: &str, data_dir: &std::path::Path) -> Config {
     let mut config = Config::new(db_url);
     config.bcrypt_cost = 4;
-    config.jwt_secret = Some("test-only-signing-key-not-a-secret".into());
+    // A fresh random key per app: no key lives in the repository.
+    config.jwt_secret = Some(confab::auth::token::random_secret());
     config.data_dir = data_dir.to_path_buf();
     config.ws_init_timeout = Duration::from_millis(1500);
     config
@@ -214,7 +215,9 @@ impl TestApp {
             url: self.db.url.clone(),
             _dir: None,
         };
-        Self::start(db, |_| {}).await
+        // Instances of one deployment share the signing key.
+        let secret = self.app.state.config.jwt_secret.clone();
+        Self::start(db, |c| c.jwt_secret = secret).await
     }
 
     /// Sends a raw HTTP request through the router.
