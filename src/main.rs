@@ -47,10 +47,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
     match command {
         Command::Serve => {
             let bind_addr = config.bind_addr;
+            let signal = confab::app::shutdown_signal()?;
             let app = App::build(config).await?;
             let listener = tokio::net::TcpListener::bind(bind_addr).await?;
             tracing::info!(address = %listener.local_addr()?, "listening; GraphiQL at http://{}/", listener.local_addr()?);
-            app.serve(listener, confab::app::shutdown_signal()).await?;
+            app.serve(listener, signal).await?;
         }
         Command::Schema => {
             use std::io::Write;
