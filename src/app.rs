@@ -23,6 +23,8 @@ pub struct AppState {
     pub keys: Keys,
     pub passwords: Passwords,
     pub login_limiter: LoginLimiter,
+    /// One permit per open WebSocket.
+    pub ws_connections: Arc<tokio::sync::Semaphore>,
     pub config: Arc<Config>,
     /// Flips to true when the server is shutting down; live sockets close.
     pub shutdown: watch::Receiver<bool>,
@@ -71,6 +73,7 @@ impl App {
             keys,
             passwords,
             login_limiter: LoginLimiter::new(config.login_max_failures, config.login_window),
+            ws_connections: Arc::new(tokio::sync::Semaphore::new(config.max_ws_connections)),
             config: Arc::new(config),
             shutdown,
         };

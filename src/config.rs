@@ -21,6 +21,8 @@ pub struct Config {
     /// Failed sign-ins per login name allowed in `login_window`.
     pub login_max_failures: u32,
     pub login_window: Duration,
+    /// Open WebSockets at once; upgrades beyond it are refused with 503.
+    pub max_ws_connections: usize,
 }
 
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
@@ -42,6 +44,7 @@ impl Config {
             ws_init_timeout: Duration::from_secs(3),
             login_max_failures: 10,
             login_window: Duration::from_secs(15 * 60),
+            max_ws_connections: 10_000,
         }
     }
 

@@ -91,6 +91,14 @@ pub async fn upgrade(
         )
             .into_response();
     };
+    // Each open socket holds a permit: past the cap, refuse before upgrading.
+    let Ok(permit) = app.state.ws_connections.clone().try_acquire_owned() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too many open WebSocket connections; try again later",
+        )
+            .into_response();
+    };
     // A token on the upgrade request counts as if sent in connection_init.
     let header_auth = viewer_from_headers(&app, &headers);
     let mut ws = ws
@@ -106,6 +114,7 @@ pub async fn upgrade(
         Connection::new(app, protocol, socket, header_auth)
             .run()
             .await;
+        drop(permit);
     })
 }
 

@@ -270,6 +270,18 @@ async fn graphiql_health_and_readiness() {
         "GraphiQL must not load from a CDN"
     );
     assert!(page.contains("/graphql"));
+    // Unknown names (and paths) are not assets.
+    for name in ["", "..%2FCargo.toml", "graphiql.min.js"] {
+        let uri = format!("/graphiql/{name}");
+        let (status, _, _) = app
+            .request(Request::get(uri.as_str()).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, 404, "{name}");
+    }
+    if !page.contains("/graphiql/graphiql.js") {
+        // Built without the npm bundle: the page says how to get it.
+        assert!(page.contains("npm ci --prefix web") && page.contains("POST /graphql"));
+    }
     // When the page loads bundled assets, every one of them is served from here.
     for asset in ["react.js", "react-dom.js", "graphiql.js", "graphiql.css"] {
         if page.contains(&format!("/graphiql/{asset}")) {

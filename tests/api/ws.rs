@@ -231,3 +231,36 @@ async fn unknown_subprotocols_are_refused() {
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
     assert!(connect_async(request).await.is_err());
 }
+
+#[tokio::test]
+async fn websocket_connections_are_capped() {
+    let app = TestApp::spawn_with(|c| c.max_ws_connections = 1).await;
+    let first = init(&app, "graphql-transport-ws", json!({})).await;
+    let mut request = app.ws_url().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    match connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // Closing the first frees its place.
+    drop(first);
+    within(10, async {
+        loop {
+            let mut request = app.ws_url().into_client_request().unwrap();
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static("graphql-transport-ws"),
+            );
+            if connect_async(request).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
