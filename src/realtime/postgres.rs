@@ -2,6 +2,8 @@
 //! LISTEN connection per instance feeding its hub. Our own notifications come
 //! back through LISTEN too, so publishing never dispatches locally.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use sea_orm::sqlx::{
     self,
@@ -31,12 +33,10 @@ impl PgBroker {
     /// Starts listening before returning, so nothing committed after this is missed.
     pub async fn start(pool: PgPool) -> AppResult<Self> {
         let hub = Hub::default();
-        let mut listener = PgListener::connect_with(&pool)
-            .await
-            .map_err(AppError::internal)?;
-        listener.listen(CHANNEL).await.map_err(AppError::internal)?;
+        let listener = connect(&pool).await.map_err(AppError::internal)?;
         let task_hub = hub.clone();
-        let listener = tokio::spawn(async move { listen(listener, task_hub).await });
+        let task_pool = pool.clone();
+        let listener = tokio::spawn(async move { listen(task_pool, listener, task_hub).await });
         Ok(Self {
             pool,
             hub,
@@ -45,7 +45,28 @@ impl PgBroker {
     }
 }
 
-async fn listen(mut listener: PgListener, hub: Hub) {
+async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// A fresh LISTEN connection, retried with backoff until it works.
+async fn reconnect(pool: &PgPool) -> PgListener {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connect(pool).await {
+            Ok(listener) => return listener,
+            Err(err) => {
+                tracing::error!(%err, retry_in = ?delay, "LISTEN reconnect failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn listen(pool: PgPool, mut listener: PgListener, hub: Hub) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
@@ -54,16 +75,14 @@ async fn listen(mut listener: PgListener, hub: Hub) {
                     Err(err) => tracing::warn!(%err, "ignoring malformed notification"),
                 }
             }
-            Ok(None) => {
-                // The connection dropped; the next try_recv reconnects and
-                // re-LISTENs. Whatever was sent meanwhile is lost: wake everyone
-                // to re-read from where they are.
+            Ok(None) | Err(_) => {
+                // The connection dropped and whatever was sent meanwhile is
+                // lost. LISTEN again first, then wake every subscriber to
+                // re-read from where it is: anything committed before the new
+                // LISTEN is in that re-read, anything after is notified.
                 tracing::warn!("LISTEN connection lost; reconnecting");
-                hub.dispatch_all(Event::Resync);
-            }
-            Err(err) => {
-                tracing::error!(%err, "LISTEN failed; retrying in 1 s");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                listener = reconnect(&pool).await;
+                tracing::info!("LISTEN connection restored; subscribers re-read");
                 hub.dispatch_all(Event::Resync);
             }
         }

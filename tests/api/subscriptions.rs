@@ -548,3 +548,40 @@ async fn two_instances_on_one_postgres_database_deliver_to_each_other() {
     assert_eq!(legacy_on_two.next_content().await, "after");
     on_two.expect_silence().await;
 }
+
+#[tokio::test]
+async fn a_dropped_listen_connection_reconnects_and_catches_up() {
+    if !is_postgres() {
+        eprintln!("skipped: LISTEN/NOTIFY needs PostgreSQL (set TEST_DATABASE_URL)");
+        return;
+    }
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let r = create_room(&app, &alice, "Room").await;
+    let mut sub = room_sub(&app, &alice, PROTOCOLS[0], &r).await;
+    sync_room(&app, &alice, &r, &mut [&mut sub]).await;
+
+    // Cut this instance's LISTEN connection from the server side.
+    let killed = app
+        .app
+        .state
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(killed, 1);
+    // Sent right away (likely before the new LISTEN) and later: both arrive, once, in order.
+    send(&app, &alice, &r, "during").await;
+    assert_eq!(sub.next_content().await, "during");
+    send(&app, &alice, &r, "after").await;
+    assert_eq!(sub.next_content().await, "after");
+    sub.expect_silence().await;
+}
