@@ -18,10 +18,9 @@ use crate::{
         scalars::DateTime,
         user::User,
     },
-    realtime::{Event, Topic},
     service::{
         direct::{self, NewDirectMessage},
-        live::{self, announce},
+        live,
     },
 };
 
@@ -188,20 +187,10 @@ impl DirectMutation {
             content: input.content,
             client_message_id: input.client_message_id,
         };
-        let (message, stored) = direct::send(ctx.db(), viewer.user_id, new).await.extend()?;
-        if stored {
-            let broker = ctx.state().broker.as_ref();
-            for user in [message.sender_id, message.receiver_id] {
-                announce(
-                    broker,
-                    Topic::User(user),
-                    Event::DirectMessage {
-                        message_id: message.id,
-                    },
-                )
-                .await;
-            }
-        }
+        let broker = ctx.state().broker.as_ref();
+        let (message, _) = direct::send(ctx.db(), broker, viewer.user_id, new)
+            .await
+            .extend()?;
         Ok(DirectMessage::new(message))
     }
 

@@ -18,9 +18,8 @@ use crate::{
         scalars::DateTime,
         user::User,
     },
-    realtime::{Event, Topic},
     service::{
-        live::{self, announce},
+        live,
         page::Page,
         rooms::{self, NewMessage, RoomChanges},
     },
@@ -454,14 +453,10 @@ impl RoomMutation {
             content: input.content,
             client_message_id: input.client_message_id,
         };
-        let (message, stored) = rooms::send(ctx.db(), viewer.user_id, new).await.extend()?;
-        if stored {
-            let event = Event::Message {
-                room_id,
-                message_id: message.id,
-            };
-            announce(ctx.state().broker.as_ref(), Topic::Room(room_id), event).await;
-        }
+        let broker = ctx.state().broker.as_ref();
+        let (message, _) = rooms::send(ctx.db(), broker, viewer.user_id, new)
+            .await
+            .extend()?;
         Ok(Message::new(message))
     }
 

@@ -1,6 +1,7 @@
 //! One process: events go straight to this instance's hub.
 
 use async_trait::async_trait;
+use sea_orm::DatabaseTransaction;
 
 use super::{Broker, Event, Hub, Topic};
 use crate::error::AppResult;
@@ -13,6 +14,20 @@ pub struct MemoryBroker {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn publish(&self, topic: Topic, event: Event) -> AppResult<()> {
+        self.hub.dispatch(topic, event);
+        Ok(())
+    }
+
+    /// SQLite runs with one pooled connection (see `db::connect`), which the
+    /// transaction holds until it ends: transactions, and so these dispatches,
+    /// happen in commit order, and a woken subscriber's read waits for the
+    /// commit (and finds nothing if it rolled back).
+    async fn publish_in(
+        &self,
+        _txn: &DatabaseTransaction,
+        topic: Topic,
+        event: Event,
+    ) -> AppResult<()> {
         self.hub.dispatch(topic, event);
         Ok(())
     }

@@ -10,6 +10,7 @@ mod memory;
 mod postgres;
 
 use async_trait::async_trait;
+use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -45,6 +46,15 @@ pub enum Event {
 pub trait Broker: Send + Sync + 'static {
     /// Call after the commit that the event announces.
     async fn publish(&self, topic: Topic, event: Event) -> AppResult<()>;
+    /// Announces a write from inside its transaction, as its last statement
+    /// before the commit: subscribers hear of it only once it has committed,
+    /// and events of different transactions arrive in commit order.
+    async fn publish_in(
+        &self,
+        txn: &DatabaseTransaction,
+        topic: Topic,
+        event: Event,
+    ) -> AppResult<()>;
     /// This instance's subscribers.
     fn hub(&self) -> &Hub;
     fn subscribe(&self, topic: Topic) -> TopicReceiver {

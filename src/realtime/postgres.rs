@@ -9,6 +9,7 @@ use sea_orm::sqlx::{
     self,
     postgres::{PgListener, PgPool},
 };
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -106,6 +107,26 @@ impl Broker for PgBroker {
             .execute(&self.pool)
             .await
             .map_err(AppError::internal)?;
+        Ok(())
+    }
+
+    /// NOTIFY in the transaction: PostgreSQL delivers it only if the
+    /// transaction commits, and notifications of different transactions in
+    /// the order they committed — to every instance listening.
+    async fn publish_in(
+        &self,
+        txn: &DatabaseTransaction,
+        topic: Topic,
+        event: Event,
+    ) -> AppResult<()> {
+        let payload =
+            serde_json::to_string(&Envelope { topic, event }).map_err(AppError::internal)?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), payload.into()],
+        ))
+        .await?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::realtime::{Broker, Event, Topic};
 use crate::{
     error::{AppError, AppResult},
     service::{
@@ -50,6 +51,7 @@ pub struct NewDirectMessage {
 /// same transaction. The bool says whether this call stored the message.
 pub async fn send(
     db: &DatabaseConnection,
+    broker: &dyn Broker,
     viewer: Uuid,
     input: NewDirectMessage,
 ) -> AppResult<(direct_message::Model, bool)> {
@@ -128,6 +130,12 @@ pub async fn send(
             .exec_without_returning(&txn)
             .await?;
     }
+    for user in [model.sender_id, model.receiver_id] {
+        let event = Event::DirectMessage {
+            message_id: model.id,
+        };
+        broker.publish_in(&txn, Topic::User(user), event).await?;
+    }
     txn.commit().await?;
     Ok((model, true))
 }
@@ -201,6 +209,23 @@ pub async fn find_many(
 ) -> AppResult<Vec<direct_message::Model>> {
     Ok(direct_message::Entity::find()
         .filter(direct_message::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+/// The direct messages to or from `viewer` among `ids`.
+pub async fn messages_by_ids(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    ids: &[Uuid],
+) -> AppResult<Vec<direct_message::Model>> {
+    Ok(direct_message::Entity::find()
+        .filter(direct_message::Column::Id.is_in(ids.iter().copied()))
+        .filter(
+            Condition::any()
+                .add(direct_message::Column::SenderId.eq(viewer))
+                .add(direct_message::Column::ReceiverId.eq(viewer)),
+        )
         .all(db)
         .await?)
 }

@@ -1,11 +1,17 @@
 //! Live feeds behind the subscriptions: gap-free, exactly once, in commit order.
 //!
-//! A feed subscribes to its broker topic before it reads anything, treats
-//! every event as a wake-up, and re-reads the database from its position.
-//! created_at order is not commit order (a send stamped later can commit
-//! first), so each re-read looks back `LOOKBACK` from the newest row seen and
-//! skips ids already delivered: a row that commits late is still delivered,
-//! once. Every buffer is bounded.
+//! A feed subscribes to its broker topic before it reads anything. A send
+//! announces its row from inside its transaction (PostgreSQL: NOTIFY, which
+//! is delivered at commit and in commit order to every instance; SQLite: one
+//! connection, so transactions are already serial), so events carry the ids
+//! of new rows in commit order, and the feed reads and delivers exactly those,
+//! in that order: every subscriber on every instance sees one order.
+//!
+//! Anything else (a resync after the feed lagged or the LISTEN connection
+//! dropped) makes the feed re-read its window. created_at order is not commit
+//! order (a send stamped later can commit first), so a re-read looks back
+//! `LOOKBACK` from the newest row seen; ids already delivered are skipped in
+//! both paths, so nothing is delivered twice. Every buffer is bounded.
 
 use std::{
     collections::{BTreeSet, VecDeque},
@@ -97,6 +103,14 @@ pub trait Source: Send + Sync + 'static {
     fn allowed(&self, db: &DatabaseConnection) -> impl Future<Output = AppResult<bool>> + Send;
     /// An event that ends the feed at once.
     fn ends(&self, event: &Event) -> bool;
+    /// The row an event announces, if it announces one of this feed's rows.
+    fn announced(&self, event: &Event) -> Option<Uuid>;
+    /// The feed's rows among `ids`, in any order.
+    fn read_ids(
+        &self,
+        db: &DatabaseConnection,
+        ids: &[Uuid],
+    ) -> impl Future<Output = AppResult<Vec<Self::Row>>> + Send;
 }
 
 pub struct RoomMessages {
@@ -132,6 +146,24 @@ impl Source for RoomMessages {
         matches!(event, Event::MembershipEnded { room_id, user_id }
             if *room_id == self.room_id && user_id.is_none_or(|u| u == self.viewer))
     }
+
+    fn announced(&self, event: &Event) -> Option<Uuid> {
+        match event {
+            Event::Message {
+                room_id,
+                message_id,
+            } if *room_id == self.room_id => Some(*message_id),
+            _ => None,
+        }
+    }
+
+    async fn read_ids(
+        &self,
+        db: &DatabaseConnection,
+        ids: &[Uuid],
+    ) -> AppResult<Vec<message::Model>> {
+        rooms::messages_by_ids(db, self.room_id, ids).await
+    }
 }
 
 pub struct DirectMessages {
@@ -160,6 +192,21 @@ impl Source for DirectMessages {
 
     fn ends(&self, _event: &Event) -> bool {
         false
+    }
+
+    fn announced(&self, event: &Event) -> Option<Uuid> {
+        match event {
+            Event::DirectMessage { message_id } => Some(*message_id),
+            _ => None,
+        }
+    }
+
+    async fn read_ids(
+        &self,
+        db: &DatabaseConnection,
+        ids: &[Uuid],
+    ) -> AppResult<Vec<direct_message::Model>> {
+        direct::messages_by_ids(db, self.viewer, ids).await
     }
 }
 
@@ -279,28 +326,47 @@ impl<S: Source> Feed<S> {
     }
 
     /// The next new row; None when the feed ends (access lost, broker gone, database failing).
+    ///
+    /// Events arrive in commit order (they are published inside the writing
+    /// transaction), and the rows they announce are delivered in that order,
+    /// so every subscriber sees one order: the commit order. Any other event
+    /// (a resync after lag or a lost connection) makes the feed re-read its
+    /// window instead, which delivers what it missed in created_at order.
     pub async fn next(&mut self) -> Option<S::Row> {
         loop {
             if let Some(row) = self.pending.pop_front() {
                 return Some(row);
             }
-            if self.scan.is_none() {
+            let mut announced = Vec::new();
+            let mut reread = self.scan.is_some();
+            if !reread {
                 let event = self.events.recv().await?;
                 if self.source.ends(&event) {
                     return None;
                 }
-                // Fold queued wake-ups into this one re-read.
+                match self.source.announced(&event) {
+                    Some(id) => announced.push(id),
+                    None => reread = true,
+                }
+                // Take what else is queued, in order, into this one read.
                 for _ in 0..MAX_COALESCE {
                     match self.events.recv().now_or_never() {
                         Some(Some(event)) if self.source.ends(&event) => return None,
-                        Some(Some(_)) => {}
+                        Some(Some(event)) => match self.source.announced(&event) {
+                            Some(id) => announced.push(id),
+                            None => reread = true,
+                        },
                         Some(None) => return None,
                         None => break,
                     }
                 }
             }
             let read = async {
-                self.read_batch().await?;
+                if reread {
+                    self.read_batch().await?;
+                } else {
+                    self.read_announced(&announced).await?;
+                }
                 // After the read: a row that committed after access ended is never delivered.
                 self.source.allowed(&self.db).await
             };
@@ -313,6 +379,27 @@ impl<S: Source> Feed<S> {
                 }
             }
         }
+    }
+
+    /// Reads the announced rows and keeps those not seen yet, in announcement order.
+    async fn read_announced(&mut self, ids: &[Uuid]) -> AppResult<()> {
+        let mut rows: std::collections::HashMap<Uuid, S::Row> = self
+            .source
+            .read_ids(&self.db, ids)
+            .await?
+            .into_iter()
+            .map(|row| (S::key(&row).1, row))
+            .collect();
+        for id in ids {
+            if let Some(row) = rows.remove(id) {
+                let (at, id) = S::key(&row);
+                if self.position.accept(at, id) {
+                    self.pending.push_back(row);
+                }
+            }
+        }
+        self.position.prune();
+        Ok(())
     }
 
     pub fn into_stream(self) -> impl Stream<Item = S::Row> + Send + 'static

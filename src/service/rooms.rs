@@ -15,6 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::realtime::{Broker, Event, Topic};
 use crate::{
     error::{AppError, AppResult},
     service::{
@@ -304,8 +305,12 @@ pub struct NewMessage {
 
 /// Members only. A retry with the same clientMessageId returns the first
 /// message; the bool says whether this call stored it.
+/// Stores a message and announces it in the same transaction (commit order).
+/// A retry with the same clientMessageId returns the first message, stores
+/// and announces nothing.
 pub async fn send(
     db: &DatabaseConnection,
+    broker: &dyn Broker,
     viewer: Uuid,
     input: NewMessage,
 ) -> AppResult<(message::Model, bool)> {
@@ -331,8 +336,18 @@ pub async fn send(
         .on_conflict_do_nothing_on([message::Column::SenderId, message::Column::ClientMessageId])
         .exec_without_returning(&txn)
         .await?;
+    let stored = matches!(result, TryInsertResult::Inserted(n) if n > 0);
+    if stored {
+        let event = Event::Message {
+            room_id: model.room_id,
+            message_id: model.id,
+        };
+        broker
+            .publish_in(&txn, Topic::Room(model.room_id), event)
+            .await?;
+    }
     txn.commit().await?;
-    if matches!(result, TryInsertResult::Inserted(n) if n > 0) {
+    if stored {
         return Ok((model, true));
     }
     let first = find_by_client_id(db, viewer, model.client_message_id.as_deref()).await?;
@@ -350,6 +365,19 @@ async fn find_by_client_id(
         .one(db)
         .await?;
     found.ok_or_else(|| AppError::internal(std::io::Error::other("conflicting message not found")))
+}
+
+/// The messages of `room_id` among `ids`.
+pub async fn messages_by_ids(
+    db: &impl ConnectionTrait,
+    room_id: Uuid,
+    ids: &[Uuid],
+) -> AppResult<Vec<message::Model>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::RoomId.eq(room_id))
+        .filter(message::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
 }
 
 pub async fn find_message(

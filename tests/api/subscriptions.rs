@@ -224,22 +224,29 @@ async fn each_message_reaches_every_subscriber_once_in_commit_order() {
         );
     }
 
-    // Concurrent sends: every subscriber gets each exactly once. (Their
-    // relative order is not asserted: two sends whose commits overlap are
-    // delivered in the order each subscriber's re-read sees them.)
-    let contents: Vec<String> = (0..10).map(|n| format!("par-{n}")).collect();
+    // Concurrent sends: every subscriber gets each exactly once, and all of
+    // them in one order (the commit order, whatever created_at says).
+    let contents: Vec<String> = (0..20).map(|n| format!("par-{n}")).collect();
     join_all(contents.iter().enumerate().map(|(n, c)| {
         let who = if n % 2 == 0 { &alice } else { &bob };
         send(&app, who, &r, c)
     }))
     .await;
     send(&app, &alice, &r, "end-2").await;
+    let mut orders = Vec::new();
     for sub in &mut subs {
         let got = within(10, sub.contents_until("end-2")).await;
         let mut sorted = got.clone();
         sorted.sort();
-        assert_eq!(sorted, contents, "{}: each exactly once", sub.protocol);
+        let mut expected = contents.clone();
+        expected.sort();
+        assert_eq!(sorted, expected, "{}: each exactly once", sub.protocol);
+        orders.push(got);
     }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "subscribers disagree on the order: {orders:?}"
+    );
 
     // The payload is a full Message.
     send(&app, &bob, &r, "full").await;
@@ -528,6 +535,29 @@ async fn two_instances_on_one_postgres_database_deliver_to_each_other() {
     for sub in [&mut on_two, &mut legacy_on_two, &mut on_one] {
         assert_eq!(sub.next_content().await, "back");
     }
+
+    // Concurrent sends through both instances: one order everywhere.
+    let contents: Vec<String> = (0..20).map(|n| format!("mix-{n}")).collect();
+    join_all(contents.iter().enumerate().map(|(n, c)| {
+        let (app, who) = if n % 2 == 0 {
+            (&one, &alice)
+        } else {
+            (&two, &bob)
+        };
+        send(app, who, &r, c)
+    }))
+    .await;
+    send(&one, &alice, &r, "mix-end").await;
+    let mut orders = Vec::new();
+    for sub in [&mut on_two, &mut legacy_on_two, &mut on_one] {
+        let got = within(10, sub.contents_until("mix-end")).await;
+        assert_eq!(got.len(), contents.len(), "{got:?}");
+        orders.push(got);
+    }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "instances disagree on the order: {orders:?}"
+    );
 
     // Direct messages too.
     let mut dm_two = dm_sub(&two, &bob, PROTOCOLS[0]).await;
