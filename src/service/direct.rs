@@ -283,12 +283,5 @@ pub async fn unread_counts(
         .and_where(c(conversation::Column::PeerId).is_in(peers.iter().copied()))
         .group_by_col((conversation::Entity, conversation::Column::PeerId))
         .to_owned();
-    let mut out = HashMap::new();
-    for row in db.query_all(&stmt).await? {
-        out.insert(
-            row.try_get::<Uuid>("", "peer_id")?,
-            row.try_get::<i64>("", "n")?,
-        );
-    }
-    Ok(out)
+    super::counts_by(db, &stmt, "peer_id").await
 }

@@ -49,3 +49,19 @@ pub fn validate_content(content: &str) -> crate::error::AppResult<()> {
     }
     Ok(())
 }
+
+/// Runs a `SELECT <key>, COUNT(…) AS n … GROUP BY <key>` and collects it by key.
+pub async fn counts_by(
+    db: &impl sea_orm::ConnectionTrait,
+    stmt: &sea_orm::sea_query::SelectStatement,
+    key: &str,
+) -> crate::error::AppResult<std::collections::HashMap<uuid::Uuid, i64>> {
+    let mut out = std::collections::HashMap::new();
+    for row in db.query_all(stmt).await? {
+        out.insert(
+            row.try_get::<uuid::Uuid>("", key)?,
+            row.try_get::<i64>("", "n")?,
+        );
+    }
+    Ok(out)
+}

@@ -485,12 +485,5 @@ pub async fn unread_counts(
         .and_where(rm(room_member::Column::RoomId).is_in(room_ids.iter().copied()))
         .group_by_col((room_member::Entity, room_member::Column::RoomId))
         .to_owned();
-    let mut out = HashMap::new();
-    for row in db.query_all(&stmt).await? {
-        out.insert(
-            row.try_get::<Uuid>("", "room_id")?,
-            row.try_get::<i64>("", "n")?,
-        );
-    }
-    Ok(out)
+    super::counts_by(db, &stmt, "room_id").await
 }
