@@ -160,11 +160,15 @@ fn error_message_code(msg: &Value, id: &str) -> String {
         .to_owned()
 }
 
-/// Sends markers until every subscriber has one: all are live and drained.
-async fn sync_room(app: &TestApp, sender: &TestUser, room: &str, subs: &mut [&mut Sub]) {
+/// Sends markers (with `send_marker`) until every subscriber has one: all
+/// are live and drained.
+async fn sync_with<F: std::future::Future<Output = ()>>(
+    subs: &mut [&mut Sub],
+    mut send_marker: impl FnMut(String) -> F,
+) {
     for _ in 0..40 {
         let marker = format!("sync-{}", uuid::Uuid::now_v7());
-        send(app, sender, room, &marker).await;
+        send_marker(marker.clone()).await;
         let mut all = true;
         for sub in subs.iter_mut() {
             all &= sub.saw(&marker).await;
@@ -176,19 +180,18 @@ async fn sync_room(app: &TestApp, sender: &TestUser, room: &str, subs: &mut [&mu
     panic!("subscriptions never went live");
 }
 
+async fn sync_room(app: &TestApp, sender: &TestUser, room: &str, subs: &mut [&mut Sub]) {
+    sync_with(subs, |marker| async move {
+        send(app, sender, room, &marker).await;
+    })
+    .await;
+}
+
 async fn sync_dm(app: &TestApp, from: &TestUser, to: &TestUser, subs: &mut [&mut Sub]) {
-    for _ in 0..40 {
-        let marker = format!("sync-{}", uuid::Uuid::now_v7());
+    sync_with(subs, |marker| async move {
         send_dm(app, from, to, &marker).await;
-        let mut all = true;
-        for sub in subs.iter_mut() {
-            all &= sub.saw(&marker).await;
-        }
-        if all {
-            return;
-        }
-    }
-    panic!("subscriptions never went live");
+    })
+    .await;
 }
 
 #[tokio::test]
