@@ -1,40 +1,29 @@
-//! Application state, the router, and serving with graceful shutdown.
+//! The composition root: builds the state, the GraphQL endpoint and the
+//! router, and serves them with graceful shutdown. Nothing imports this module.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, atomic::AtomicU64},
+};
 
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::DbBackend;
 use tokio::sync::watch;
 
 use crate::{
     auth::{Keys, LoginLimiter, Passwords, token},
     config::Config,
     db,
-    graphql::{self, ConfabSchema},
+    error::BoxError,
+    graphql::Endpoint,
     realtime::{Broker, MemoryBroker, PgBroker},
+    state::AppState,
 };
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Everything a request may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub broker: Arc<dyn Broker>,
-    pub keys: Keys,
-    pub passwords: Passwords,
-    pub login_limiter: LoginLimiter,
-    /// One permit per open WebSocket.
-    pub ws_connections: Arc<tokio::sync::Semaphore>,
-    pub config: Arc<Config>,
-    /// Flips to true when the server is shutting down; live sockets close.
-    pub shutdown: watch::Receiver<bool>,
-}
 
 /// A built application: state, schema, and the switch that shuts it down.
 #[derive(Clone)]
 pub struct App {
     pub state: AppState,
-    pub schema: ConfabSchema,
+    pub endpoint: Endpoint,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -67,26 +56,27 @@ impl App {
             _ => Arc::new(MemoryBroker::default()),
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let limits = &config.limits;
         let state = AppState {
             db,
             broker,
             keys,
             passwords,
-            login_limiter: LoginLimiter::new(config.login_max_failures, config.login_window),
-            ws_connections: Arc::new(tokio::sync::Semaphore::new(config.max_ws_connections)),
+            login_limiter: LoginLimiter::new(limits.login_max_failures, limits.login_window),
+            ws_connections: Arc::new(tokio::sync::Semaphore::new(limits.ws_connections)),
             config: Arc::new(config),
             shutdown,
+            uncoded_errors: Arc::new(AtomicU64::new(0)),
         };
-        let schema = graphql::build(Some(state.clone()), state.config.dev_mode);
         Ok(Self {
+            endpoint: Endpoint::new(state.clone()),
             state,
-            schema,
             shutdown: Arc::new(shutdown_tx),
         })
     }
 
     pub fn router(&self) -> axum::Router {
-        crate::http::router(self.clone())
+        crate::http::router(self.endpoint.clone())
     }
 
     /// Tells live WebSockets to close; HTTP requests in flight finish.
@@ -106,13 +96,12 @@ impl App {
                 tracing::debug!(%err, "could not set TCP_NODELAY");
             }
         });
-        let app = self.clone();
         let router = self.router();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 signal.await;
                 tracing::info!("shutting down");
-                app.begin_shutdown();
+                self.begin_shutdown();
             })
             .await
     }

@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, DEFAULT_BIND_ADDR, DEFAULT_DATA_DIR};
+use crate::config::{
+    Config, DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_BCRYPT_COST, DEFAULT_BIND_ADDR,
+    DEFAULT_DATA_DIR, DEFAULT_REFRESH_TOKEN_TTL_DAYS, Limits, LogFormat,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,7 +69,7 @@ pub struct Opts {
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Address to listen on.
-    #[arg(long, env = "BIND_ADDR", default_value = DEFAULT_BIND_ADDR, global = true)]
+    #[arg(long, env = "BIND_ADDR", default_value_t = DEFAULT_BIND_ADDR, global = true)]
     pub bind_addr: SocketAddr,
     /// Secret for signing access tokens (default: generated once and kept in the data directory).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
@@ -75,13 +78,13 @@ pub struct Opts {
     #[arg(long, env = "CONFAB_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
     /// bcrypt cost factor (4–31).
-    #[arg(long, env = "BCRYPT_COST", default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31), global = true)]
+    #[arg(long, env = "BCRYPT_COST", default_value_t = DEFAULT_BCRYPT_COST, value_parser = clap::value_parser!(u32).range(4..=31), global = true)]
     pub bcrypt_cost: u32,
     /// Access token lifetime in seconds.
     #[arg(
         long,
         env = "ACCESS_TOKEN_TTL_SECS",
-        default_value_t = 900,
+        default_value_t = DEFAULT_ACCESS_TOKEN_TTL_SECS,
         global = true
     )]
     pub access_token_ttl_secs: u64,
@@ -89,16 +92,19 @@ pub struct Opts {
     #[arg(
         long,
         env = "REFRESH_TOKEN_TTL_DAYS",
-        default_value_t = 30,
+        default_value_t = DEFAULT_REFRESH_TOKEN_TTL_DAYS,
         global = true
     )]
     pub refresh_token_ttl_days: u64,
     /// Largest accepted request body in bytes.
-    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024, global = true)]
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = Limits::default().body_bytes, global = true)]
     pub body_limit: usize,
     /// Development mode: field suggestions in validation errors.
     #[arg(long, env = "CONFAB_DEV", global = true)]
     pub dev: bool,
+    /// Log line format: text (coloured only on a terminal) or json.
+    #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 }
 
 impl Opts {
@@ -115,8 +121,9 @@ impl Opts {
         config.access_token_ttl = Duration::from_secs(self.access_token_ttl_secs.max(1));
         config.refresh_token_ttl =
             Duration::from_secs(self.refresh_token_ttl_days.max(1) * 24 * 3600);
-        config.body_limit = self.body_limit;
+        config.limits.body_bytes = self.body_limit;
         config.dev_mode = self.dev;
+        config.log_format = self.log_format;
         config
     }
 }

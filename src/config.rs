@@ -1,7 +1,11 @@
 //! One validated configuration, built from the CLI flags (with env fallbacks)
-//! or, in tests, directly.
+//! or, in tests, directly. Every default lives here; `cli` shows these values.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -13,38 +17,96 @@ pub struct Config {
     pub bcrypt_cost: u32,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
-    pub body_limit: usize,
     /// Development mode: field suggestions in validation errors.
     pub dev_mode: bool,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// What one client may ask of the server, in one place. The API's own
+/// numbers (page sizes, text lengths) are fixed by SEMANTICS and live next to
+/// the rule they belong to (`service::page`, `service`), not here.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Nesting depth of a GraphQL document (GraphiQL's introspection query needs 13).
+    pub max_depth: usize,
+    /// Complexity, with connection fields costed by their page size.
+    pub max_complexity: usize,
+    /// Aliases per document, aliased `__typename` included.
+    pub max_aliases: usize,
+    pub max_directives_per_field: usize,
+    /// Largest request body (413 above).
+    pub body_bytes: usize,
+    /// An HTTP request that takes longer is answered 408 (WebSockets are not limited).
+    pub request_timeout: Duration,
+    /// Open WebSockets at once; upgrades beyond it are refused with 503.
+    pub ws_connections: usize,
     /// How long a WebSocket may take to send `connection_init`.
     pub ws_init_timeout: Duration,
+    /// How often an idle WebSocket is pinged.
+    pub ws_keep_alive: Duration,
+    /// Largest WebSocket message (and frame).
+    pub ws_message_bytes: usize,
+    pub ws_subscriptions_per_socket: usize,
+    /// Messages waiting for one socket, all its subscriptions together.
+    pub ws_outbox: usize,
     /// Failed sign-ins per login name allowed in `login_window`.
     pub login_max_failures: u32,
     pub login_window: Duration,
-    /// Open WebSockets at once; upgrades beyond it are refused with 503.
-    pub max_ws_connections: usize,
 }
 
-pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 15,
+            max_complexity: 20_000,
+            max_aliases: 30,
+            max_directives_per_field: 5,
+            body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            ws_connections: 10_000,
+            ws_init_timeout: Duration::from_secs(3),
+            ws_keep_alive: Duration::from_secs(20),
+            ws_message_bytes: 64 * 1024,
+            ws_subscriptions_per_socket: 100,
+            ws_outbox: 64,
+            login_max_failures: 10,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+pub const DEFAULT_BIND_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_BCRYPT_COST: u32 = 12;
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
+pub const DEFAULT_REFRESH_TOKEN_TTL_DAYS: u64 = 30;
 
 impl Config {
     /// Defaults for everything but the database.
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
-            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            bind_addr: DEFAULT_BIND_ADDR,
             jwt_secret: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
-            bcrypt_cost: 12,
-            access_token_ttl: Duration::from_secs(15 * 60),
-            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
-            body_limit: 64 * 1024,
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
+            access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
+            refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_DAYS * 24 * 3600),
             dev_mode: false,
-            ws_init_timeout: Duration::from_secs(3),
-            login_max_failures: 10,
-            login_window: Duration::from_secs(15 * 60),
-            max_ws_connections: 10_000,
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
         }
     }
 

@@ -5,29 +5,30 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{Response, parser::types::OperationType};
+use async_graphql::{
+    Response,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+};
 use axum::{
     Router,
-    body::{Body, Bytes},
+    body::Body,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse},
     routing::get,
 };
-use serde::Deserialize;
 
 use crate::{
-    app::App,
-    auth::{self, Viewer},
-    error::AppError,
-    graphql::{self, context::RequestViewer, loaders::Loaders},
+    auth,
+    error::ErrorCode,
+    graphql::{Endpoint, RequestBody, error::request_failed},
 };
 
-/// A request that takes longer than this is answered 408; subscriptions live
-/// on the WebSocket, which this does not limit.
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+type HttpResponse = axum::response::Response;
 
-pub fn router(app: App) -> Router {
+/// Everything the server answers over HTTP, on `endpoint`.
+pub fn router(endpoint: Endpoint) -> Router {
+    let timeout = endpoint.state.config.limits.request_timeout;
     Router::new()
         .route("/", get(graphiql_page))
         .route("/graphiql/{name}", get(graphiql_asset))
@@ -35,10 +36,10 @@ pub fn router(app: App) -> Router {
         .route("/graphql/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(app)
+        .with_state(endpoint)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            timeout,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -47,7 +48,7 @@ async fn graphiql_page() -> impl IntoResponse {
     Html(crate::graphiql::page())
 }
 
-async fn graphiql_asset(Path(name): Path<String>) -> axum::response::Response {
+async fn graphiql_asset(Path(name): Path<String>) -> HttpResponse {
     match crate::graphiql::asset(&name) {
         Some((content_type, bytes)) => (
             [
@@ -65,8 +66,8 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(app): State<App>) -> (StatusCode, &'static str) {
-    if crate::db::ready(&app.state.db).await {
+async fn readyz(State(endpoint): State<Endpoint>) -> (StatusCode, &'static str) {
+    if crate::db::ready(&endpoint.state.db).await {
         (StatusCode::OK, "ready")
     } else {
         (
@@ -120,78 +121,31 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     best.map(|(_, kind)| kind)
 }
 
+/// The answer to a client that accepts no type we send.
+fn not_acceptable() -> HttpResponse {
+    request_error(
+        StatusCode::NOT_ACCEPTABLE,
+        MediaType::Json,
+        "not acceptable: ask for application/json or application/graphql-response+json",
+        ErrorCode::BadUserInput,
+    )
+}
+
 /// A response to a request that never reached GraphQL execution.
 fn request_error(
     status: StatusCode,
     media: MediaType,
     message: &str,
-    code: &str,
-) -> axum::response::Response {
-    let body =
-        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    code: ErrorCode,
+) -> HttpResponse {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code.as_str() } }]
+    });
     let mut response = (status, body.to_string()).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, media.header());
     response
-}
-
-/// The viewer from `Authorization: Bearer …`. No header: anonymous. A bad or
-/// expired token is an error, never silently anonymous.
-pub fn viewer_from_headers(app: &App, headers: &HeaderMap) -> Result<Option<Viewer>, AppError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| AppError::Unauthenticated("malformed Authorization header".into()))?;
-    viewer_from_authorization(app, value)
-}
-
-pub fn viewer_from_authorization(app: &App, value: &str) -> Result<Option<Viewer>, AppError> {
-    let token = auth::bearer(value)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            AppError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
-        })?;
-    let user_id = app.state.keys.verify_access(token)?;
-    Ok(Some(Viewer { user_id }))
-}
-
-/// The JSON body of a GraphQL POST, strictly typed: a string query, objects
-/// (or null) for variables and extensions.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GraphqlBody {
-    query: String,
-    #[serde(default)]
-    operation_name: Option<String>,
-    #[serde(default)]
-    variables: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default)]
-    extensions: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-impl GraphqlBody {
-    fn into_request(self) -> async_graphql::Request {
-        let mut request = async_graphql::Request::new(self.query);
-        if let Some(name) = self.operation_name {
-            request = request.operation_name(name);
-        }
-        if let Some(vars) = self.variables {
-            request = request.variables(async_graphql::Variables::from_json(
-                serde_json::Value::Object(vars),
-            ));
-        }
-        if let Some(ext) = self.extensions {
-            for (k, v) in ext {
-                if let Ok(v) = async_graphql::Value::from_json(v) {
-                    request.extensions.insert(k, v);
-                }
-            }
-        }
-        request
-    }
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {
@@ -216,17 +170,12 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 }
 
 async fn graphql_post(
-    State(app): State<App>,
+    State(endpoint): State<Endpoint>,
     headers: HeaderMap,
     body: Body,
-) -> axum::response::Response {
+) -> HttpResponse {
     let Some(media) = negotiate(&headers) else {
-        return request_error(
-            StatusCode::NOT_ACCEPTABLE,
-            MediaType::Json,
-            "not acceptable: ask for application/json or application/graphql-response+json",
-            "BAD_USER_INPUT",
-        );
+        return not_acceptable();
     };
     if !is_json_content_type(&headers) {
         // Also what stops cross-site "simple" form posts.
@@ -234,134 +183,121 @@ async fn graphql_post(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             media,
             "Content-Type must be application/json",
-            "BAD_USER_INPUT",
+            ErrorCode::BadUserInput,
         );
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, app.state.config.body_limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return request_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                media,
-                &format!(
-                    "request body larger than {} bytes",
-                    app.state.config.body_limit
-                ),
-                "BAD_USER_INPUT",
-            );
-        }
+    let limit = endpoint.state.config.limits.body_bytes;
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            media,
+            &format!("request body larger than {limit} bytes"),
+            ErrorCode::BadUserInput,
+        );
     };
-    let body: GraphqlBody = match serde_json::from_slice(&bytes) {
-        Ok(body) => body,
-        Err(err) => {
-            return request_error(
-                StatusCode::BAD_REQUEST,
-                media,
-                &format!("malformed GraphQL request: {err}"),
-                "BAD_USER_INPUT",
-            );
-        }
-    };
-    execute(&app, &headers, media, body.into_request()).await
+    match serde_json::from_slice::<RequestBody>(&bytes) {
+        Ok(body) => execute(&endpoint, &headers, media, body.into_request()).await,
+        Err(err) => request_error(
+            StatusCode::BAD_REQUEST,
+            media,
+            &format!("malformed GraphQL request: {err}"),
+            ErrorCode::BadUserInput,
+        ),
+    }
 }
 
 async fn graphql_get(
-    State(app): State<App>,
+    State(endpoint): State<Endpoint>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-) -> axum::response::Response {
+) -> HttpResponse {
     let Some(media) = negotiate(&headers) else {
-        return request_error(
-            StatusCode::NOT_ACCEPTABLE,
-            MediaType::Json,
-            "not acceptable: ask for application/json or application/graphql-response+json",
-            "BAD_USER_INPUT",
-        );
+        return not_acceptable();
     };
-    let Some(query) = params.get("query") else {
-        return request_error(
-            StatusCode::BAD_REQUEST,
-            media,
-            "missing `query` parameter",
-            "BAD_USER_INPUT",
-        );
-    };
-    let parse_object =
-        |name: &str| -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
-            match params.get(name) {
-                None => Ok(None),
-                Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
-                    Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
-                    Ok(serde_json::Value::Null) => Ok(None),
-                    _ => Err(format!("`{name}` must be a JSON object")),
-                },
-            }
-        };
-    let (variables, extensions) = match (parse_object("variables"), parse_object("extensions")) {
-        (Ok(v), Ok(e)) => (v, e),
-        (Err(msg), _) | (_, Err(msg)) => {
-            return request_error(StatusCode::BAD_REQUEST, media, &msg, "BAD_USER_INPUT");
-        }
-    };
-    let operation_name = params
-        .get("operationName")
-        .filter(|s| !s.is_empty())
-        .cloned();
-    // Only queries over GET: a GET must not change anything.
-    if let Ok(doc) = async_graphql::parser::parse_query(query) {
-        let op_type = match (&operation_name, &doc.operations) {
-            (Some(name), ops) => ops
-                .iter()
-                .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
-                .map(|(_, op)| op.node.ty),
-            (None, async_graphql::parser::types::DocumentOperations::Single(op)) => {
-                Some(op.node.ty)
-            }
-            (None, ops) => {
-                let mut iter = ops.iter();
-                match (iter.next(), iter.next()) {
-                    (Some((_, op)), None) => Some(op.node.ty),
-                    _ => None,
-                }
-            }
-        };
-        if op_type.is_some_and(|t| t != OperationType::Query) {
-            let mut response = request_error(
-                StatusCode::METHOD_NOT_ALLOWED,
+    let body = match body_from_params(params) {
+        Ok(body) => body,
+        Err(message) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
                 media,
-                "only queries may be sent with GET; use POST",
-                "BAD_USER_INPUT",
+                &message,
+                ErrorCode::BadUserInput,
             );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return response;
         }
+    };
+    let mut request = body.into_request();
+    // Only queries over GET: a GET must not change anything. (A document
+    // that does not parse is answered by `execute`.)
+    let operation = request.operation_name.clone();
+    if let Ok(doc) = request.parsed_query()
+        && operation_type(doc, operation.as_deref()).is_some_and(|t| t != OperationType::Query)
+    {
+        let mut response = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            media,
+            "only queries may be sent with GET; use POST",
+            ErrorCode::BadUserInput,
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
     }
-    let body = GraphqlBody {
-        query: query.clone(),
-        operation_name,
+    execute(&endpoint, &headers, media, request).await
+}
+
+/// The request a GET carries in its query string; variables and extensions are JSON objects.
+fn body_from_params(mut params: HashMap<String, String>) -> Result<RequestBody, String> {
+    let query = params
+        .remove("query")
+        .ok_or_else(|| "missing `query` parameter".to_owned())?;
+    let mut object = |name: &str| match params.remove(name) {
+        None => Ok(None),
+        Some(raw) => match serde_json::from_str::<serde_json::Value>(&raw) {
+            Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
+            Ok(serde_json::Value::Null) => Ok(None),
+            _ => Err(format!("`{name}` must be a JSON object")),
+        },
+    };
+    let variables = object("variables")?;
+    let extensions = object("extensions")?;
+    Ok(RequestBody {
+        query,
+        operation_name: params.remove("operationName"),
         variables,
         extensions,
-    };
-    execute(&app, &headers, media, body.into_request()).await
+    })
+}
+
+/// The type of the operation a request would run; None when it names none the document has.
+fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    match (name, &doc.operations) {
+        (Some(name), ops) => ops
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
+            .map(|(_, op)| op.node.ty),
+        (None, DocumentOperations::Single(op)) => Some(op.node.ty),
+        (None, ops) => {
+            let mut iter = ops.iter();
+            match (iter.next(), iter.next()) {
+                (Some((_, op)), None) => Some(op.node.ty),
+                _ => None,
+            }
+        }
+    }
 }
 
 async fn execute(
-    app: &App,
+    endpoint: &Endpoint,
     headers: &HeaderMap,
     media: MediaType,
     request: async_graphql::Request,
-) -> axum::response::Response {
-    let viewer = match viewer_from_headers(app, headers) {
+) -> HttpResponse {
+    let viewer = match auth::viewer_from_headers(&endpoint.state.keys, headers) {
         Ok(viewer) => viewer,
         Err(err) => {
-            let mut response = request_error(
-                StatusCode::UNAUTHORIZED,
-                media,
-                &err.to_string(),
-                err.code(),
-            );
+            let mut response =
+                request_error(StatusCode::UNAUTHORIZED, media, err.message(), err.code());
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -369,39 +305,32 @@ async fn execute(
             return response;
         }
     };
-    let query_text = request.query.clone();
-    let request = request
-        .data(RequestViewer(viewer))
-        .data(Loaders::new(&app.state.db, viewer));
-    let mut response: Response = app.schema.execute(request).await;
-    let request_failed = matches!(response.data, async_graphql::Value::Null)
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
-    let parse_failed = request_failed && async_graphql::parser::parse_query(&query_text).is_err();
-    graphql::ensure_codes(&mut response, parse_failed);
-    // application/json answers 200 whatever happened (the legacy rule); the
-    // newer media type says a request that never executed is a 400.
-    let status = if media == MediaType::GraphqlResponseJson && request_failed {
+    let response = endpoint.execute(request, viewer).await;
+    respond(media, &response)
+}
+
+/// Serialises a GraphQL response once. application/json answers 200
+/// whatever happened (the legacy rule); the newer media type says a request
+/// that never executed is a 400. Such a request has no `data` entry at all.
+fn respond(media: MediaType, response: &Response) -> HttpResponse {
+    let failed = request_failed(response);
+    let status = if media == MediaType::GraphqlResponseJson && failed {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_value(&response) {
-        Ok(mut body) => {
-            // A request that never executed has no `data` entry at all.
-            if request_failed && let Some(map) = body.as_object_mut() {
-                map.remove("data");
-            }
-            body.to_string()
-        }
-        Err(_) => {
-            return request_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                media,
-                "internal server error",
-                "INTERNAL_SERVER_ERROR",
-            );
-        }
+    let body = if failed {
+        serde_json::to_string(&serde_json::json!({ "errors": response.errors }))
+    } else {
+        serde_json::to_string(response)
+    };
+    let Ok(body) = body else {
+        return request_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            media,
+            "internal server error",
+            ErrorCode::InternalServerError,
+        );
     };
     let mut out = (status, body).into_response();
     out.headers_mut()

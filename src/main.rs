@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use confab::{
     App,
-    app::BoxError,
     cli::{AdminAction, Cli, Command, MigrateAction},
+    config::LogFormat,
     db,
-    error::ErrorChain,
+    error::{BoxError, ErrorChain},
     service::users,
 };
 use migration::{Migrator, MigratorTrait};
@@ -16,12 +16,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.opts.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,6 +33,20 @@ fn main() -> ExitCode {
             tracing::error!(error = %ErrorChain(err.as_ref()), "confab failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr: coloured only when it is a terminal (never escape codes in
+/// a file or a pipe), or one JSON object per line for log shippers.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
     }
 }
 

@@ -11,7 +11,7 @@
 //! each subscription runs in its own task and hands its messages to the loop
 //! through a bounded channel, so a slow client only ever slows itself.
 
-use std::{collections::HashMap, time::Duration};
+use std::{borrow::Cow, collections::HashMap};
 
 use async_graphql::Response;
 use axum::{
@@ -19,7 +19,7 @@ use axum::{
         State,
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
-    http::{HeaderMap, HeaderValue},
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::IntoResponse,
 };
 use futures_util::StreamExt;
@@ -28,18 +28,10 @@ use serde_json::{Value as Json, json};
 use tokio::{sync::mpsc, task::AbortHandle};
 
 use crate::{
-    app::App,
-    auth::Viewer,
-    error::AppError,
-    graphql::{self, context::RequestViewer, loaders::Loaders},
-    http::{viewer_from_authorization, viewer_from_headers},
+    auth::{self, Viewer},
+    error::{AppError, AppResult, ErrorCode},
+    graphql::{Endpoint, RequestBody},
 };
-
-pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 100;
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-const KEEP_ALIVE: Duration = Duration::from_secs(20);
-/// Messages waiting for the socket, all subscriptions together.
-const OUTBOX: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -62,56 +54,58 @@ impl Protocol {
             Self::Legacy => "data",
         }
     }
+    /// The client's first offered protocol we speak; none offered means the current one.
+    fn choose(offered: &[String]) -> Option<Self> {
+        if offered.is_empty() {
+            return Some(Self::Transport);
+        }
+        offered.iter().find_map(|p| match p.as_str() {
+            "graphql-transport-ws" => Some(Self::Transport),
+            "graphql-ws" => Some(Self::Legacy),
+            _ => None,
+        })
+    }
 }
 
 pub async fn upgrade(
-    State(app): State<App>,
+    State(endpoint): State<Endpoint>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> axum::response::Response {
-    // The client's first offered protocol we speak; none offered means the current one.
     let offered: Vec<String> = ws
         .requested_protocols()
         .filter_map(|v| v.to_str().ok())
         .map(str::to_owned)
         .collect();
-    let protocol = if offered.is_empty() {
-        Some(Protocol::Transport)
-    } else {
-        offered.iter().find_map(|p| match p.as_str() {
-            "graphql-transport-ws" => Some(Protocol::Transport),
-            "graphql-ws" => Some(Protocol::Legacy),
-            _ => None,
-        })
-    };
-    let Some(protocol) = protocol else {
+    let Some(protocol) = Protocol::choose(&offered) else {
         return (
-            axum::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws",
         )
             .into_response();
     };
     // Each open socket holds a permit: past the cap, refuse before upgrading.
-    let Ok(permit) = app.state.ws_connections.clone().try_acquire_owned() else {
+    let Ok(permit) = endpoint.state.ws_connections.clone().try_acquire_owned() else {
         return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
             "too many open WebSocket connections; try again later",
         )
             .into_response();
     };
     // A token on the upgrade request counts as if sent in connection_init.
-    let header_auth = viewer_from_headers(&app, &headers);
+    let header_auth = auth::viewer_from_headers(&endpoint.state.keys, &headers);
+    let max_message = endpoint.state.config.limits.ws_message_bytes;
     let mut ws = ws
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_write_buffer_size(256 * 1024)
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES);
+        .max_message_size(max_message)
+        .max_frame_size(max_message);
     if !offered.is_empty() {
         ws.set_selected_protocol(HeaderValue::from_static(protocol.name()));
     }
     ws.on_upgrade(move |socket| async move {
-        Connection::new(app, protocol, socket, header_auth)
+        Connection::new(endpoint, protocol, socket, header_auth)
             .run()
             .await;
         drop(permit);
@@ -139,18 +133,45 @@ struct ClientMessage {
     payload: Option<Json>,
 }
 
-enum Close {
-    Code(u16, &'static str),
-    Owned(u16, String),
+/// How the server ends a socket: the close frame's code and reason.
+struct Close {
+    code: u16,
+    reason: Cow<'static, str>,
+}
+
+impl Close {
+    fn new(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a handled client message leads to: go on, close with a frame, or
+/// stop (the socket failed; nothing more can be sent).
+type Step = Result<(), Option<Close>>;
+
+/// The socket failed while sending: end without a close frame.
+fn gone(_: axum::Error) -> Option<Close> {
+    None
+}
+
+/// Where the socket stands in the protocol.
+#[derive(Clone, Copy)]
+enum Init {
+    /// Waiting for `connection_init`.
+    Pending,
+    /// `connection_ack` sent; subscriptions act for this viewer (None: anonymous).
+    Acked(Option<Viewer>),
 }
 
 struct Connection {
-    app: App,
+    endpoint: Endpoint,
     protocol: Protocol,
     socket: WebSocket,
-    header_auth: Result<Option<Viewer>, AppError>,
-    /// Some once connection_init was accepted.
-    viewer: Option<Option<Viewer>>,
+    header_auth: AppResult<Option<Viewer>>,
+    init: Init,
     active: HashMap<String, (u64, AbortHandle)>,
     generation: u64,
     tx: mpsc::Sender<Outgoing>,
@@ -159,18 +180,18 @@ struct Connection {
 
 impl Connection {
     fn new(
-        app: App,
+        endpoint: Endpoint,
         protocol: Protocol,
         socket: WebSocket,
-        header_auth: Result<Option<Viewer>, AppError>,
+        header_auth: AppResult<Option<Viewer>>,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(OUTBOX);
+        let (tx, rx) = mpsc::channel(endpoint.state.config.limits.ws_outbox);
         Self {
-            app,
+            endpoint,
             protocol,
             socket,
             header_auth,
-            viewer: None,
+            init: Init::Pending,
             active: HashMap::new(),
             generation: 0,
             tx,
@@ -184,13 +205,9 @@ impl Connection {
             handle.abort();
         }
         if let Some(close) = close {
-            let (code, reason) = match close {
-                Close::Code(code, reason) => (code, reason.to_owned()),
-                Close::Owned(code, reason) => (code, reason),
-            };
             let frame = CloseFrame {
-                code,
-                reason: truncate_reason(&reason).into(),
+                code: close.code,
+                reason: truncate_reason(&close.reason).into(),
             };
             let _ = self.socket.send(Message::Close(Some(frame))).await;
         }
@@ -198,20 +215,22 @@ impl Connection {
 
     /// Runs the socket until it ends; returns the close to send, if any.
     async fn serve(&mut self) -> Option<Close> {
-        let init_deadline = tokio::time::sleep(self.app.state.config.ws_init_timeout);
+        let limits = &self.endpoint.state.config.limits;
+        let init_deadline = tokio::time::sleep(limits.ws_init_timeout);
         tokio::pin!(init_deadline);
-        let mut keep_alive =
-            tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
-        let mut shutdown = self.app.state.shutdown.clone();
+        let period = limits.ws_keep_alive;
+        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut shutdown = self.endpoint.state.shutdown.clone();
         loop {
+            let acked = matches!(self.init, Init::Acked(_));
             tokio::select! {
-                () = &mut init_deadline, if self.viewer.is_none() => {
-                    return Some(Close::Code(4408, "Connection initialisation timeout"));
+                () = &mut init_deadline, if !acked => {
+                    return Some(Close::new(4408, "Connection initialisation timeout"));
                 }
                 _ = shutdown.changed() => {
-                    return Some(Close::Code(1001, "server shutting down"));
+                    return Some(Close::new(1001, "server shutting down"));
                 }
-                _ = keep_alive.tick(), if self.viewer.is_some() => {
+                _ = keep_alive.tick(), if acked => {
                     let ping = match self.protocol {
                         Protocol::Transport => json!({"type": "ping"}),
                         Protocol::Legacy => json!({"type": "ka"}),
@@ -232,12 +251,11 @@ impl Connection {
                         Some(Ok(Message::Close(_))) => return None,
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Binary(_))) => {
-                            return Some(Close::Code(4400, "Binary messages are not supported"));
+                            return Some(Close::new(4400, "Binary messages are not supported"));
                         }
                     };
-                    match self.handle(text.as_str()).await {
-                        Ok(()) => {}
-                        Err(close) => return close,
+                    if let Err(close) = self.handle(text.as_str()).await {
+                        return close;
                     }
                 }
             }
@@ -250,108 +268,124 @@ impl Connection {
             .await
     }
 
-    /// Handles one client message. Err carries how the socket ends.
-    async fn handle(&mut self, text: &str) -> Result<(), Option<Close>> {
+    /// Handles one client message.
+    async fn handle(&mut self, text: &str) -> Step {
         let Ok(msg) = serde_json::from_str::<ClientMessage>(text) else {
-            return Err(Some(Close::Code(4400, "Invalid message received")));
+            return Err(Some(Close::new(4400, "Invalid message received")));
         };
-        let io = |_| None;
         match (self.protocol, msg.kind.as_str()) {
-            (_, "connection_init") => {
-                if self.viewer.is_some() {
-                    return Err(Some(Close::Code(4429, "Too many initialisation requests")));
-                }
-                let viewer = match self.authenticate(msg.payload.as_ref()) {
-                    Ok(viewer) => viewer,
-                    Err(_) => return Err(Some(Close::Code(4403, "Forbidden"))),
-                };
-                self.viewer = Some(viewer);
-                self.send(json!({"type": "connection_ack"}))
-                    .await
-                    .map_err(io)?;
-            }
+            (_, "connection_init") => self.on_init(msg.payload.as_ref()).await,
             (Protocol::Transport, "ping") => {
                 let mut pong = json!({"type": "pong"});
                 if let Some(payload) = msg.payload {
                     pong["payload"] = payload;
                 }
-                self.send(pong).await.map_err(io)?;
+                self.send(pong).await.map_err(gone)
             }
-            (Protocol::Transport, "pong") => {}
+            (Protocol::Transport, "pong") => Ok(()),
             (Protocol::Transport, "subscribe") | (Protocol::Legacy, "start") => {
-                let Some(id) = msg.id.filter(|id| !id.is_empty()) else {
-                    return Err(Some(Close::Code(
-                        4400,
-                        "Invalid message received: missing id",
-                    )));
-                };
-                let Some(viewer) = self.viewer else {
-                    return Err(Some(Close::Code(4401, "Unauthorized")));
-                };
-                let Some(request) = msg.payload.and_then(parse_request) else {
-                    return Err(Some(Close::Code(
-                        4400,
-                        "Invalid message received: bad subscribe payload",
-                    )));
-                };
-                if self.active.contains_key(&id) {
-                    return Err(Some(Close::Owned(
-                        4409,
-                        format!("Subscriber for {id} already exists"),
-                    )));
-                }
-                if self.active.len() >= MAX_SUBSCRIPTIONS_PER_SOCKET {
-                    let error = json!([{
-                        "message": format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection"),
-                        "extensions": {"code": "RATE_LIMITED"},
-                    }]);
-                    self.send(
-                        json!({"type": "error", "id": id, "payload": self.error_payload(error)}),
-                    )
-                    .await
-                    .map_err(io)?;
-                    return Ok(());
-                }
-                self.start(id, viewer, request);
+                self.on_subscribe(msg.id, msg.payload).await
             }
             (Protocol::Transport, "complete") | (Protocol::Legacy, "stop") => {
-                let Some(id) = msg.id else {
-                    return Err(Some(Close::Code(
-                        4400,
-                        "Invalid message received: missing id",
-                    )));
-                };
-                if let Some((_, handle)) = self.active.remove(&id) {
-                    handle.abort();
-                    if self.protocol == Protocol::Legacy {
-                        self.send(json!({"type": "complete", "id": id}))
-                            .await
-                            .map_err(io)?;
-                    }
-                }
+                self.on_complete(msg.id).await
             }
             (Protocol::Legacy, "connection_terminate") => {
-                return Err(Some(Close::Code(1000, "Normal closure")));
+                Err(Some(Close::new(1000, "Normal closure")))
             }
-            _ => {
-                return Err(Some(Close::Code(
-                    4400,
-                    "Invalid message received: unknown type",
-                )));
+            _ => Err(Some(Close::new(
+                4400,
+                "Invalid message received: unknown type",
+            ))),
+        }
+    }
+
+    async fn on_init(&mut self, payload: Option<&Json>) -> Step {
+        if let Init::Acked(_) = self.init {
+            return Err(Some(Close::new(4429, "Too many initialisation requests")));
+        }
+        let Ok(viewer) = self.authenticate(payload) else {
+            return Err(Some(Close::new(4403, "Forbidden")));
+        };
+        self.init = Init::Acked(viewer);
+        self.send(json!({"type": "connection_ack"}))
+            .await
+            .map_err(gone)
+    }
+
+    async fn on_subscribe(&mut self, id: Option<String>, payload: Option<Json>) -> Step {
+        let Some(id) = id.filter(|id| !id.is_empty()) else {
+            return Err(Some(Close::new(
+                4400,
+                "Invalid message received: missing id",
+            )));
+        };
+        let Init::Acked(viewer) = self.init else {
+            return Err(Some(Close::new(4401, "Unauthorized")));
+        };
+        let body = payload.and_then(|p| serde_json::from_value::<RequestBody>(p).ok());
+        let Some(body) = body else {
+            return Err(Some(Close::new(
+                4400,
+                "Invalid message received: bad subscribe payload",
+            )));
+        };
+        if self.active.contains_key(&id) {
+            return Err(Some(Close::new(
+                4409,
+                format!("Subscriber for {id} already exists"),
+            )));
+        }
+        let max = self
+            .endpoint
+            .state
+            .config
+            .limits
+            .ws_subscriptions_per_socket;
+        if self.active.len() >= max {
+            let error = json!([{
+                "message": format!("at most {max} subscriptions per connection"),
+                "extensions": {"code": ErrorCode::RateLimited.as_str()},
+            }]);
+            let payload = self.error_payload(error);
+            return self
+                .send(json!({"type": "error", "id": id, "payload": payload}))
+                .await
+                .map_err(gone);
+        }
+        self.start(id, viewer, body.into_request());
+        Ok(())
+    }
+
+    async fn on_complete(&mut self, id: Option<String>) -> Step {
+        let Some(id) = id else {
+            return Err(Some(Close::new(
+                4400,
+                "Invalid message received: missing id",
+            )));
+        };
+        if let Some((_, handle)) = self.active.remove(&id) {
+            handle.abort();
+            if self.protocol == Protocol::Legacy {
+                return self
+                    .send(json!({"type": "complete", "id": id}))
+                    .await
+                    .map_err(gone);
             }
         }
         Ok(())
     }
 
     /// The viewer from the init payload's `authorization` (any case), else from the upgrade header.
-    fn authenticate(&self, payload: Option<&Json>) -> Result<Option<Viewer>, AppError> {
+    fn authenticate(&self, payload: Option<&Json>) -> AppResult<Option<Viewer>> {
         let from_payload = payload.and_then(Json::as_object).and_then(|map| {
             map.iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
                 .map(|(_, v)| v)
         });
         match from_payload {
-            Some(Json::String(value)) => viewer_from_authorization(&self.app, value),
+            Some(Json::String(value)) => {
+                auth::viewer_from_authorization(&self.endpoint.state.keys, value).map(Some)
+            }
             Some(Json::Null) | None => match &self.header_auth {
                 Ok(viewer) => Ok(*viewer),
                 Err(_) => Err(AppError::Unauthenticated("invalid token".into())),
@@ -373,14 +407,10 @@ impl Connection {
     fn start(&mut self, id: String, viewer: Option<Viewer>, request: async_graphql::Request) {
         self.generation += 1;
         let generation = self.generation;
-        let request = request
-            .data(RequestViewer(viewer))
-            .data(Loaders::new(&self.app.state.db, viewer));
-        let schema = self.app.schema.clone();
+        let mut stream = self.endpoint.execute_stream(request, viewer);
         let tx = self.tx.clone();
         let task_id = id.clone();
         let handle = tokio::spawn(async move {
-            let mut stream = schema.execute_stream(request);
             let mut first = true;
             while let Some(response) = stream.next().await {
                 let out = Outgoing::Result {
@@ -410,7 +440,7 @@ impl Connection {
             Outgoing::Result {
                 id,
                 generation,
-                mut response,
+                response,
                 first,
             } => {
                 if self.active.get(&id).map(|(g, _)| *g) != Some(generation) {
@@ -419,7 +449,6 @@ impl Connection {
                 let failed = first
                     && matches!(response.data, async_graphql::Value::Null)
                     && !response.errors.is_empty();
-                graphql::ensure_codes(&mut response, false);
                 if failed {
                     // Validation or authorization failed before the stream began.
                     if let Some((_, handle)) = self.active.remove(&id) {
@@ -431,7 +460,7 @@ impl Connection {
                         .send(json!({"type": "error", "id": id, "payload": payload}))
                         .await;
                 }
-                let payload = serde_json::to_value(&response).unwrap_or(Json::Null);
+                let payload = serde_json::to_value(&*response).unwrap_or(Json::Null);
                 self.send(json!({"type": self.protocol.data(), "id": id, "payload": payload}))
                     .await
             }
@@ -444,27 +473,6 @@ impl Connection {
             }
         }
     }
-}
-
-fn parse_request(payload: Json) -> Option<async_graphql::Request> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Payload {
-        query: String,
-        #[serde(default)]
-        operation_name: Option<String>,
-        #[serde(default)]
-        variables: Option<serde_json::Map<String, Json>>,
-    }
-    let payload: Payload = serde_json::from_value(payload).ok()?;
-    let mut request = async_graphql::Request::new(payload.query);
-    if let Some(name) = payload.operation_name {
-        request = request.operation_name(name);
-    }
-    if let Some(vars) = payload.variables {
-        request = request.variables(async_graphql::Variables::from_json(Json::Object(vars)));
-    }
-    Some(request)
 }
 
 /// A close frame's reason holds at most 123 bytes; cut on a character boundary.

@@ -1,23 +1,12 @@
 //! What a resolver reaches through its context: the app state, the viewer,
 //! the request's DataLoaders.
 
-use async_graphql::{Context, ID, Interface};
+use async_graphql::Context;
 use sea_orm::DatabaseConnection;
 
-use crate::{
-    app::AppState,
-    auth::Viewer,
-    error::AppError,
-    graphql::{
-        direct::DirectMessage,
-        loaders::Loaders,
-        room::{Message, Room},
-        social::Post,
-        user::User,
-    },
-};
+use crate::{auth::Viewer, error::AppError, graphql::loaders::Loaders, state::AppState};
 
-/// Who the request acts for; put in the request data by the transport.
+/// Who the request acts for; put in the request data by `Endpoint`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestViewer(pub Option<Viewer>);
 
@@ -46,15 +35,4 @@ impl ContextExt for Context<'_> {
     fn loaders(&self) -> &Loaders {
         self.data_unchecked::<Loaders>()
     }
-}
-
-/// Relay Global Object Identification.
-#[derive(Interface)]
-#[graphql(name = "Node", field(name = "id", ty = "ID"))]
-pub enum NodeInterface {
-    User(User),
-    Room(Room),
-    Message(Message),
-    DirectMessage(DirectMessage),
-    Post(Post),
 }

@@ -1,8 +1,8 @@
-//! Direct messages, conversations, and the chat subscriptions.
+//! Direct messages, conversations, and `directMessageAdded`.
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ID, InputObject, Object, ResultExt, Subscription};
+use async_graphql::{Context, ID, InputObject, Object, Subscription};
 use entity::{conversation, direct_message};
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
@@ -12,9 +12,8 @@ use crate::{
     error::AppError,
     graphql::{
         ContextExt,
+        connection::PageArgs,
         id::{self, ListKind, NodeType, encode_cursor},
-        loaders::gql_err,
-        room::{Message, page_args},
         scalars::DateTime,
         user::User,
     },
@@ -37,12 +36,7 @@ impl DirectMessage {
         let Some(viewer) = ctx.viewer() else {
             return Ok(None);
         };
-        let found = ctx
-            .loaders()
-            .direct_messages
-            .load_one(id)
-            .await
-            .map_err(gql_err)?;
+        let found = ctx.loaders().direct_messages.load_one(id).await?;
         Ok(found
             .filter(|m| m.sender_id == viewer.user_id || m.receiver_id == viewer.user_id)
             .map(Self))
@@ -86,14 +80,14 @@ impl Conversation {
     }
 
     async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<DirectMessage> {
-        ctx.loaders()
+        let found = ctx
+            .loaders()
             .direct_messages
             .load_one(self.0.last_message_id)
-            .await
-            .map_err(gql_err)?
+            .await?;
+        Ok(found
             .map(DirectMessage)
-            .ok_or_else(|| AppError::NotFound("message not found".into()))
-            .extend()
+            .ok_or_else(|| AppError::not_found("message not found"))?)
     }
 
     /// Messages from the peer the viewer has not read.
@@ -102,8 +96,7 @@ impl Conversation {
             .loaders()
             .conversation_unread
             .load_one(self.0.peer_id)
-            .await
-            .map_err(gql_err)?;
+            .await?;
         Ok(i32::try_from(n.unwrap_or(0)).unwrap_or(i32::MAX))
     }
 }
@@ -124,7 +117,7 @@ pub struct DirectQuery;
 #[Object]
 impl DirectQuery {
     /// The thread between the viewer and one user, oldest first (like Room.messages).
-    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, last, child_complexity)")]
     async fn direct_messages(
         &self,
         ctx: &Context<'_>,
@@ -134,38 +127,36 @@ impl DirectQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<DirectMessageConnection> {
-        let viewer = ctx.require_viewer().extend()?;
-        let peer = id::decode(&with_user_id, NodeType::User).extend()?;
-        let page = page_args(ListKind::DirectMessages, first, after, last, before).extend()?;
-        let slice = direct::thread_messages(ctx.db(), viewer.user_id, peer, &page)
-            .await
-            .extend()?;
-        Ok(DirectMessageConnection::new(slice, |m| {
-            (
-                encode_cursor(ListKind::DirectMessages, &m.created_at, m.id),
-                DirectMessage::new(m),
-            )
+        let viewer = ctx.require_viewer()?;
+        let peer = id::decode(&with_user_id, NodeType::User)?;
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = args.page(ListKind::DirectMessages)?;
+        let slice = direct::thread_messages(ctx.db(), viewer.user_id, peer, &page).await?;
+        Ok(DirectMessageConnection::new(slice, |m| DirectMessageEdge {
+            cursor: encode_cursor(ListKind::DirectMessages, &m.created_at, m.id),
+            node: DirectMessage::new(m),
         }))
     }
 
     /// The viewer's threads, most recent message first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<ConversationConnection> {
-        let viewer = ctx.require_viewer().extend()?;
-        let page = page_args(ListKind::Conversations, first, after, None, None).extend()?;
-        let slice = direct::conversations(ctx.db(), viewer.user_id, &page)
-            .await
-            .extend()?;
-        Ok(ConversationConnection::new(slice, |c| {
-            (
-                encode_cursor(ListKind::Conversations, &c.last_message_at, c.peer_id),
-                Conversation(c),
-            )
+        let viewer = ctx.require_viewer()?;
+        let page = PageArgs::forward(first, after).page(ListKind::Conversations)?;
+        let slice = direct::conversations(ctx.db(), viewer.user_id, &page).await?;
+        Ok(ConversationConnection::new(slice, |c| ConversationEdge {
+            cursor: encode_cursor(ListKind::Conversations, &c.last_message_at, c.peer_id),
+            node: Conversation(c),
         }))
     }
 }
@@ -180,17 +171,15 @@ impl DirectMutation {
         ctx: &Context<'_>,
         input: SendDirectMessageInput,
     ) -> async_graphql::Result<DirectMessage> {
-        let viewer = ctx.require_viewer().extend()?;
-        let to = id::decode(&input.to_user_id, NodeType::User).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let to = id::decode(&input.to_user_id, NodeType::User)?;
         let new = NewDirectMessage {
             to,
             content: input.content,
             client_message_id: input.client_message_id,
         };
-        let broker = ctx.state().broker.as_ref();
-        let (message, _) = direct::send(ctx.db(), broker, viewer.user_id, new)
-            .await
-            .extend()?;
+        let state = ctx.state();
+        let message = direct::send(&state.db, state.broker.as_ref(), viewer.user_id, new).await?;
         Ok(DirectMessage::new(message))
     }
 
@@ -200,50 +189,27 @@ impl DirectMutation {
         ctx: &Context<'_>,
         with_user_id: ID,
     ) -> async_graphql::Result<Option<Conversation>> {
-        let viewer = ctx.require_viewer().extend()?;
-        let peer = id::decode(&with_user_id, NodeType::User).extend()?;
-        Ok(direct::mark_read(ctx.db(), viewer.user_id, peer)
-            .await
-            .extend()?
-            .map(Conversation))
+        let viewer = ctx.require_viewer()?;
+        let peer = id::decode(&with_user_id, NodeType::User)?;
+        let conversation = direct::mark_read(ctx.db(), viewer.user_id, peer).await?;
+        Ok(conversation.map(Conversation))
     }
 }
 
 #[derive(Default)]
-pub struct ChatSubscription;
+pub struct DirectSubscription;
 
 #[Subscription]
-impl ChatSubscription {
-    /// New messages in a room the viewer is a member of.
-    async fn message_added(
-        &self,
-        ctx: &Context<'_>,
-        room_id: ID,
-    ) -> async_graphql::Result<impl Stream<Item = Message> + use<>> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room_id = id::decode(&room_id, NodeType::Room).extend()?;
-        let state = ctx.state();
-        let feed = live::room_messages(
-            state.db.clone(),
-            state.broker.as_ref(),
-            viewer.user_id,
-            room_id,
-        )
-        .await
-        .extend()?;
-        Ok(feed.into_stream().map(Message::new))
-    }
-
+impl DirectSubscription {
     /// New direct messages sent to or by the viewer (every device stays in step).
     async fn direct_message_added(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = DirectMessage> + use<>> {
-        let viewer = ctx.require_viewer().extend()?;
+        let viewer = ctx.require_viewer()?;
         let state = ctx.state();
-        let feed = live::direct_messages(state.db.clone(), state.broker.as_ref(), viewer.user_id)
-            .await
-            .extend()?;
+        let feed =
+            live::direct_messages(state.db.clone(), state.broker.as_ref(), viewer.user_id).await?;
         Ok(feed.into_stream().map(DirectMessage::new))
     }
 }

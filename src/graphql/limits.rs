@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    ServerError, ServerResult, Variables,
+    ServerResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
+
+use crate::{error::ErrorCode, graphql::error::server_error};
 
 pub struct AliasLimit(pub usize);
 
@@ -61,19 +63,13 @@ impl Extension for AliasLimitExtension {
         let doc = next.run(ctx, query, variables).await?;
         let aliases = aliases_in(&doc);
         if aliases > self.0 {
-            let mut err = ServerError::new(
+            return Err(server_error(
                 format!(
                     "too many aliases: {aliases} (at most {} per document)",
                     self.0
                 ),
-                None,
-            );
-            err.extensions = Some({
-                let mut ext = async_graphql::ErrorExtensionValues::default();
-                ext.set("code", "GRAPHQL_VALIDATION_FAILED");
-                ext
-            });
-            return Err(err);
+                ErrorCode::GraphqlValidationFailed,
+            ));
         }
         Ok(doc)
     }

@@ -1,11 +1,12 @@
 //! DataLoaders: one batched query per kind of row per request, never N+1.
+//! The queries themselves live in `service`.
 //! They batch only (no cache), so a long-lived subscription never serves stale rows.
 
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{direct_message, follow::FollowStatus, message, room, room_member, user};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -14,11 +15,19 @@ use crate::{
     service::{
         direct,
         follows::{self, Side},
-        rooms,
+        rooms, users,
     },
 };
 
-pub type LoadError = Arc<AppError>;
+/// A failed batch, shared by every key in it.
+#[derive(Clone)]
+pub struct LoadError(pub Arc<AppError>);
+
+impl From<AppError> for LoadError {
+    fn from(err: AppError) -> Self {
+        Self(Arc::new(err))
+    }
+}
 
 pub struct Loaders {
     pub users: DataLoader<UserLoader>,
@@ -87,7 +96,7 @@ impl Loader<Uuid> for FollowCountLoader {
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         follows::counts(&self.db, keys, self.side)
             .await
-            .map_err(Arc::new)
+            .map_err(LoadError::from)
     }
 }
 
@@ -105,27 +114,9 @@ impl Loader<Uuid> for FollowStatusLoader {
         match self.viewer {
             Some(viewer) => follows::statuses(&self.db, viewer, keys)
                 .await
-                .map_err(Arc::new),
+                .map_err(LoadError::from),
             None => Ok(HashMap::new()),
         }
-    }
-}
-
-pub struct UserLoader {
-    db: DatabaseConnection,
-}
-
-impl Loader<Uuid> for UserLoader {
-    type Value = Arc<user::Model>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = user::Entity::find()
-            .filter(user::Column::Id.is_in(keys.iter().copied()))
-            .all(&self.db)
-            .await
-            .map_err(|e| Arc::new(AppError::from(e)))?;
-        Ok(rows.into_iter().map(|u| (u.id, Arc::new(u))).collect())
     }
 }
 
@@ -141,13 +132,14 @@ macro_rules! by_id_loader {
             type Error = LoadError;
 
             async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-                let rows = $find(&self.db, keys).await.map_err(Arc::new)?;
+                let rows = $find(&self.db, keys).await.map_err(LoadError::from)?;
                 Ok(rows.into_iter().map(|r| (r.$key, Arc::new(r))).collect())
             }
         }
     };
 }
 
+by_id_loader!(UserLoader, user::Model, users::find_many, id);
 by_id_loader!(RoomLoader, room::Model, rooms::find_many, id);
 by_id_loader!(MessageLoader, message::Model, rooms::find_messages, id);
 by_id_loader!(
@@ -167,7 +159,9 @@ impl Loader<Uuid> for MemberCountLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, i64>, Self::Error> {
-        rooms::member_counts(&self.db, keys).await.map_err(Arc::new)
+        rooms::member_counts(&self.db, keys)
+            .await
+            .map_err(LoadError::from)
     }
 }
 
@@ -187,7 +181,7 @@ impl Loader<Uuid> for MembershipLoader {
         };
         let rows = rooms::memberships(&self.db, viewer.user_id, keys)
             .await
-            .map_err(Arc::new)?;
+            .map_err(LoadError::from)?;
         Ok(rows.into_iter().map(|m| (m.room_id, Arc::new(m))).collect())
     }
 }
@@ -208,7 +202,7 @@ impl Loader<Uuid> for RoomUnreadLoader {
         };
         rooms::unread_counts(&self.db, viewer.user_id, keys)
             .await
-            .map_err(Arc::new)
+            .map_err(LoadError::from)
     }
 }
 
@@ -228,12 +222,6 @@ impl Loader<Uuid> for ConversationUnreadLoader {
         };
         direct::unread_counts(&self.db, viewer.user_id, keys)
             .await
-            .map_err(Arc::new)
+            .map_err(LoadError::from)
     }
-}
-
-/// Turns a loader error into a coded GraphQL error.
-pub fn gql_err(err: LoadError) -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    err.extend()
 }

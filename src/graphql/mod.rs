@@ -1,26 +1,32 @@
 //! The GraphQL schema: per-domain roots merged into Query, Mutation and
-//! Subscription; context helpers; ids; scalars; DataLoaders; limits.
+//! Subscription, and the `Endpoint` both transports execute through.
 
+pub mod connection;
 pub mod context;
 pub mod direct;
+pub mod error;
 pub mod id;
 pub mod limits;
 pub mod loaders;
+pub mod node;
 pub mod room;
 pub mod scalars;
 pub mod social;
 pub mod user;
 
 use async_graphql::{
-    MergedObject, MergedSubscription, Response, SDLExportOptions, Schema, SimpleObject, Value,
+    MergedObject, MergedSubscription, Request, Response, SDLExportOptions, Schema,
 };
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
 
-use crate::app::AppState;
+use crate::{auth::Viewer, config::Limits, error::ErrorCode, state::AppState};
 
 pub use context::ContextExt;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
+    node::NodeQuery,
     user::UserQuery,
     room::RoomQuery,
     direct::DirectQuery,
@@ -37,28 +43,22 @@ pub struct Mutation(
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(direct::ChatSubscription);
+pub struct Subscription(room::RoomSubscription, direct::DirectSubscription);
 
 pub type ConfabSchema = Schema<Query, Mutation, Subscription>;
 
-/// Query depth that still lets GraphiQL's introspection query through.
-pub const MAX_DEPTH: usize = 15;
-pub const MAX_COMPLEXITY: usize = 20_000;
-pub const MAX_ALIASES: usize = 30;
-pub const MAX_DIRECTIVES_PER_FIELD: usize = 5;
-
 /// Builds the schema. `state` is `None` only for printing the SDL.
-pub fn build(state: Option<AppState>, dev_mode: bool) -> ConfabSchema {
+fn build(state: Option<AppState>, limits: &Limits, dev_mode: bool) -> ConfabSchema {
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
-    .register_output_type::<context::NodeInterface>()
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
-    .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-    .extension(limits::AliasLimit(MAX_ALIASES));
+    .register_output_type::<node::NodeInterface>()
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_directives(limits.max_directives_per_field)
+    .extension(limits::AliasLimit(limits.max_aliases));
     if !dev_mode {
         builder = builder.disable_suggestions();
     }
@@ -70,112 +70,105 @@ pub fn build(state: Option<AppState>, dev_mode: bool) -> ConfabSchema {
 
 /// The SDL exactly as served: what `confab schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
-    build(None, false).sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
+    build(None, &Limits::default(), false)
+        .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
 }
 
-/// The cost of a connection field: its page size times what each node asks for.
-pub fn page_cost(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
-    let n = first
-        .or(last)
-        .map_or(crate::service::page::DEFAULT_PAGE_SIZE as usize, |n| {
-            usize::try_from(n)
-                .unwrap_or(0)
-                .min(crate::service::page::MAX_PAGE_SIZE as usize)
-        });
-    n.max(1).saturating_mul(child).saturating_add(1)
+/// The schema and the state it runs on: what the HTTP and WebSocket layers
+/// execute requests through, so both attach the viewer and the request's
+/// DataLoaders the same way and every error they send carries a code.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub schema: ConfabSchema,
+    pub state: AppState,
 }
 
-/// Relay Cursor Connections PageInfo.
-#[derive(SimpleObject, Clone, Debug, Default)]
-pub struct PageInfo {
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
-    pub start_cursor: Option<String>,
-    pub end_cursor: Option<String>,
-}
+impl Endpoint {
+    pub fn new(state: AppState) -> Self {
+        let schema = build(
+            Some(state.clone()),
+            &state.config.limits,
+            state.config.dev_mode,
+        );
+        Self { schema, state }
+    }
 
-impl PageInfo {
-    pub fn new(has_next_page: bool, has_previous_page: bool, cursors: &[String]) -> Self {
-        Self {
-            has_next_page,
-            has_previous_page,
-            start_cursor: cursors.first().cloned(),
-            end_cursor: cursors.last().cloned(),
+    fn prepare(&self, request: Request, viewer: Option<Viewer>) -> Request {
+        request
+            .data(context::RequestViewer(viewer))
+            .data(loaders::Loaders::new(&self.state.db, viewer))
+    }
+
+    /// Executes a query or mutation.
+    pub async fn execute(&self, mut request: Request, viewer: Option<Viewer>) -> Response {
+        if let Some(failed) = parse_failure(&mut request) {
+            return failed;
         }
+        let mut response = self.schema.execute(self.prepare(request, viewer)).await;
+        error::finish(&self.state, &mut response);
+        response
+    }
+
+    /// Executes any operation as a stream of responses (a subscription's events).
+    pub fn execute_stream(
+        &self,
+        mut request: Request,
+        viewer: Option<Viewer>,
+    ) -> impl Stream<Item = Response> + Send + 'static {
+        let state = self.state.clone();
+        let stream = match parse_failure(&mut request) {
+            None => self
+                .schema
+                .execute_stream(self.prepare(request, viewer))
+                .left_stream(),
+            Some(failed) => futures_util::stream::iter([failed]).right_stream(),
+        };
+        stream.map(move |mut response| {
+            error::finish(&state, &mut response);
+            response
+        })
     }
 }
 
-/// Declares a `XxxConnection { edges, pageInfo }` and its `XxxEdge { cursor, node }`.
-#[macro_export]
-macro_rules! connection {
-    ($conn:ident, $edge:ident, $node:ty) => {
-        #[derive(async_graphql::SimpleObject)]
-        pub struct $edge {
-            pub cursor: String,
-            pub node: $node,
-        }
-
-        #[derive(async_graphql::SimpleObject)]
-        pub struct $conn {
-            pub edges: Vec<$edge>,
-            pub page_info: $crate::graphql::PageInfo,
-        }
-
-        impl $conn {
-            pub fn new<T>(
-                slice: $crate::service::page::Slice<T>,
-                mut edge: impl FnMut(T) -> (String, $node),
-            ) -> Self {
-                let edges: Vec<$edge> = slice
-                    .items
-                    .into_iter()
-                    .map(|item| {
-                        let (cursor, node) = edge(item);
-                        $edge { cursor, node }
-                    })
-                    .collect();
-                let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
-                Self {
-                    edges,
-                    page_info: $crate::graphql::PageInfo::new(
-                        slice.has_next_page,
-                        slice.has_previous_page,
-                        &cursors,
-                    ),
-                }
-            }
-        }
-    };
+/// Parses the document once, before execution (which reuses it). The answer
+/// to a document that is not GraphQL: `GRAPHQL_PARSE_FAILED`.
+fn parse_failure(request: &mut Request) -> Option<Response> {
+    let err = request.parsed_query().err()?;
+    let err = error::server_error(err.message, ErrorCode::GraphqlParseFailed);
+    Some(Response::from_errors(vec![err]))
 }
 
-/// Gives every error a code: ours carry one; those async-graphql makes
-/// itself (parse, validation, argument coercion) get the conventional one.
-pub fn ensure_codes(response: &mut Response, parse_failed: bool) {
-    let request_error =
-        matches!(response.data, Value::Null) && response.errors.iter().all(|e| e.path.is_empty());
-    for err in &mut response.errors {
-        let has_code = err
-            .extensions
-            .as_ref()
-            .is_some_and(|ext| ext.get("code").is_some());
-        if has_code {
-            continue;
+/// A GraphQL request as JSON carries it (the POST body, a WebSocket
+/// `subscribe` payload): a string query; objects, or null, for variables and
+/// extensions.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestBody {
+    pub query: String,
+    #[serde(default)]
+    pub operation_name: Option<String>,
+    #[serde(default)]
+    pub variables: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl RequestBody {
+    pub fn into_request(self) -> Request {
+        let mut request = Request::new(self.query);
+        if let Some(name) = self.operation_name.filter(|n| !n.is_empty()) {
+            request = request.operation_name(name);
         }
-        let code = if request_error {
-            if parse_failed {
-                "GRAPHQL_PARSE_FAILED"
-            } else {
-                "GRAPHQL_VALIDATION_FAILED"
+        if let Some(vars) = self.variables {
+            request = request.variables(async_graphql::Variables::from_json(
+                serde_json::Value::Object(vars),
+            ));
+        }
+        for (k, v) in self.extensions.unwrap_or_default() {
+            if let Ok(v) = async_graphql::Value::from_json(v) {
+                request.extensions.insert(k, v);
             }
-        } else if err.message.starts_with("Invalid value for argument")
-            || err.message.starts_with("Failed to parse")
-        {
-            "BAD_USER_INPUT"
-        } else {
-            "INTERNAL_SERVER_ERROR"
-        };
-        err.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code);
+        }
+        request
     }
 }

@@ -1,48 +1,28 @@
-//! Rooms, their members and messages.
+//! Rooms, their members and messages, and `messageAdded`.
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, ResultExt, SimpleObject};
-use chrono::Utc;
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Subscription};
 use entity::{message, room};
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::{
     auth::Viewer,
     connection,
-    error::{AppError, AppResult},
+    error::AppError,
     graphql::{
-        ContextExt, PageInfo,
-        id::{self, ListKind, NodeType, decode_cursor, encode_cursor},
-        loaders::gql_err,
+        ContextExt,
+        connection::PageArgs,
+        id::{self, ListKind, NodeType, encode_cursor},
         scalars::DateTime,
         user::User,
     },
     service::{
         live,
-        page::Page,
         rooms::{self, NewMessage, RoomChanges},
     },
 };
-
-/// Relay arguments with cursors of `list`.
-pub fn page_args(
-    list: ListKind,
-    first: Option<i32>,
-    after: Option<String>,
-    last: Option<i32>,
-    before: Option<String>,
-) -> AppResult<Page<chrono::DateTime<Utc>>> {
-    let after = after
-        .as_deref()
-        .map(|c| decode_cursor(list, c))
-        .transpose()?;
-    let before = before
-        .as_deref()
-        .map(|c| decode_cursor(list, c))
-        .transpose()?;
-    Page::new(first, last, after, before)
-}
 
 #[derive(Clone)]
 pub struct Room(pub Arc<room::Model>);
@@ -53,31 +33,14 @@ impl Room {
     }
 
     pub async fn load(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Self>> {
-        Ok(ctx
-            .loaders()
-            .rooms
-            .load_one(id)
-            .await
-            .map_err(gql_err)?
-            .map(Self))
+        Ok(ctx.loaders().rooms.load_one(id).await?.map(Self))
     }
 
     /// The viewer, who must be a member: UNAUTHENTICATED, else FORBIDDEN.
     async fn require_member(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
-        let viewer = ctx.require_viewer().extend()?;
-        if ctx
-            .loaders()
-            .memberships
-            .load_one(self.0.id)
-            .await
-            .map_err(gql_err)?
-            .is_none()
-        {
-            return Err(AppError::Forbidden(
-                "only members of this room may do that".into(),
-            ))
-            .extend();
-        }
+        let viewer = ctx.require_viewer()?;
+        let membership = ctx.loaders().memberships.load_one(self.0.id).await?;
+        rooms::check_reader(membership.as_deref())?;
         Ok(viewer)
     }
 }
@@ -113,40 +76,23 @@ impl Room {
     }
 
     async fn members_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        Ok(count(
-            ctx.loaders()
-                .member_counts
-                .load_one(self.0.id)
-                .await
-                .map_err(gql_err)?
-                .unwrap_or(0),
-        ))
+        let n = ctx.loaders().member_counts.load_one(self.0.id).await?;
+        Ok(count(n.unwrap_or(0)))
     }
 
     async fn viewer_is_member(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        Ok(ctx
-            .loaders()
-            .memberships
-            .load_one(self.0.id)
-            .await
-            .map_err(gql_err)?
-            .is_some())
+        let membership = ctx.loaders().memberships.load_one(self.0.id).await?;
+        Ok(membership.is_some())
     }
 
     /// Messages in this room the viewer has not read; 0 for non-members.
     async fn unread_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        Ok(count(
-            ctx.loaders()
-                .room_unread
-                .load_one(self.0.id)
-                .await
-                .map_err(gql_err)?
-                .unwrap_or(0),
-        ))
+        let n = ctx.loaders().room_unread.load_one(self.0.id).await?;
+        Ok(count(n.unwrap_or(0)))
     }
 
     /// Earliest joined first. Members only.
-    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, last, child_complexity)")]
     async fn members(
         &self,
         ctx: &Context<'_>,
@@ -155,35 +101,33 @@ impl Room {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<RoomMemberConnection> {
-        let page = page_args(ListKind::Members, first, after, last, before).extend()?;
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = args.page(ListKind::Members)?;
         self.require_member(ctx).await?;
-        let slice = rooms::members(ctx.db(), self.0.id, &page).await.extend()?;
+        let slice = rooms::members(ctx.db(), self.0.id, &page).await?;
         let users = ctx
             .loaders()
             .users
             .load_many(slice.items.iter().map(|m| m.user_id))
-            .await
-            .map_err(gql_err)?;
-        let edges: Vec<RoomMemberEdge> = slice
-            .items
-            .iter()
-            .filter_map(|m| {
-                Some(RoomMemberEdge {
-                    cursor: encode_cursor(ListKind::Members, &m.joined_at, m.user_id),
-                    joined_at: m.joined_at.into(),
-                    node: User::from_arc(users.get(&m.user_id)?.clone()),
-                })
-            })
-            .collect();
-        let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
-        Ok(RoomMemberConnection {
-            edges,
-            page_info: PageInfo::new(slice.has_next_page, slice.has_previous_page, &cursors),
-        })
+            .await?;
+        // A member whose account is gone since the page was read is left out.
+        let slice = slice.filter_map(|m| Some((users.get(&m.user_id)?.clone(), m)));
+        Ok(RoomMemberConnection::new(slice, |(user, m)| {
+            RoomMemberEdge {
+                cursor: encode_cursor(ListKind::Members, &m.joined_at, m.user_id),
+                joined_at: m.joined_at.into(),
+                node: User::from_arc(user),
+            }
+        }))
     }
 
     /// Oldest first: `last`/`before` page back through history, `first`/`after` catch up. Members only.
-    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, last, child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
@@ -192,31 +136,23 @@ impl Room {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<MessageConnection> {
-        let page = page_args(ListKind::Messages, first, after, last, before).extend()?;
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = args.page(ListKind::Messages)?;
         self.require_member(ctx).await?;
-        let slice = rooms::messages(ctx.db(), self.0.id, &page).await.extend()?;
-        Ok(MessageConnection::new(slice, |m| {
-            (
-                encode_cursor(ListKind::Messages, &m.created_at, m.id),
-                Message::new(m),
-            )
+        let slice = rooms::messages(ctx.db(), self.0.id, &page).await?;
+        Ok(MessageConnection::new(slice, |m| MessageEdge {
+            cursor: encode_cursor(ListKind::Messages, &m.created_at, m.id),
+            node: Message::new(m),
         }))
     }
 }
 
-#[derive(SimpleObject)]
-pub struct RoomMemberEdge {
-    pub cursor: String,
-    pub joined_at: DateTime,
-    pub node: User,
-}
-
-#[derive(SimpleObject)]
-pub struct RoomMemberConnection {
-    pub edges: Vec<RoomMemberEdge>,
-    pub page_info: PageInfo,
-}
-
+connection!(RoomMemberConnection, RoomMemberEdge, User, { joined_at: DateTime });
 connection!(RoomConnection, RoomEdge, Room);
 connection!(MessageConnection, MessageEdge, Message);
 
@@ -233,16 +169,13 @@ impl Message {
         if ctx.viewer().is_none() {
             return Ok(None);
         }
-        let Some(message) = ctx.loaders().messages.load_one(id).await.map_err(gql_err)? else {
+        let Some(message) = ctx.loaders().messages.load_one(id).await? else {
             return Ok(None);
         };
-        let member = ctx
-            .loaders()
-            .memberships
-            .load_one(message.room_id)
-            .await
-            .map_err(gql_err)?;
-        Ok(member.map(|_| Self(message)))
+        let membership = ctx.loaders().memberships.load_one(message.room_id).await?;
+        Ok(rooms::check_reader(membership.as_deref())
+            .is_ok()
+            .then_some(Self(message)))
     }
 }
 
@@ -253,10 +186,9 @@ impl Message {
     }
 
     async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<Room> {
-        Room::load(ctx, self.0.room_id)
+        Ok(Room::load(ctx, self.0.room_id)
             .await?
-            .ok_or_else(|| AppError::NotFound("room not found".into()))
-            .extend()
+            .ok_or_else(|| AppError::not_found("room not found"))?)
     }
 
     async fn sender(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
@@ -303,12 +235,12 @@ pub struct RoomQuery;
 #[Object]
 impl RoomQuery {
     async fn room(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Room>> {
-        let id = id::decode(&id, NodeType::Room).extend()?;
+        let id = id::decode(&id, NodeType::Room)?;
         Room::load(ctx, id).await
     }
 
     /// Every room, newest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, last, child_complexity)")]
     async fn rooms(
         &self,
         ctx: &Context<'_>,
@@ -317,44 +249,41 @@ impl RoomQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<RoomConnection> {
-        let page = page_args(ListKind::Rooms, first, after, last, before).extend()?;
-        let slice = rooms::list(ctx.db(), &page).await.extend()?;
-        Ok(RoomConnection::new(slice, |r| {
-            (
-                encode_cursor(ListKind::Rooms, &r.created_at, r.id),
-                Room::new(r),
-            )
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let page = args.page(ListKind::Rooms)?;
+        let slice = rooms::list(ctx.db(), &page).await?;
+        Ok(RoomConnection::new(slice, |r| RoomEdge {
+            cursor: encode_cursor(ListKind::Rooms, &r.created_at, r.id),
+            node: Room::new(r),
         }))
     }
 
     /// The viewer's rooms, most recent activity first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
     async fn my_rooms(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<RoomConnection> {
-        let viewer = ctx.require_viewer().extend()?;
-        let page = page_args(ListKind::MyRooms, first, after, None, None).extend()?;
-        let slice = rooms::list_mine(ctx.db(), viewer.user_id, &page)
-            .await
-            .extend()?;
+        let viewer = ctx.require_viewer()?;
+        let page = PageArgs::forward(first, after).page(ListKind::MyRooms)?;
+        let slice = rooms::list_mine(ctx.db(), viewer.user_id, &page).await?;
         let found = ctx
             .loaders()
             .rooms
             .load_many(slice.items.iter().map(|(id, _)| *id))
-            .await
-            .map_err(gql_err)?;
+            .await?;
         // A room deleted since the list was read is left out.
-        let slice = slice.map(|(id, activity)| found.get(&id).map(|r| (Room(r.clone()), activity)));
-        let slice = crate::service::page::Slice {
-            items: slice.items.into_iter().flatten().collect(),
-            has_next_page: slice.has_next_page,
-            has_previous_page: slice.has_previous_page,
-        };
-        Ok(RoomConnection::new(slice, |(room, activity)| {
-            (encode_cursor(ListKind::MyRooms, &activity, room.0.id), room)
+        let slice = slice.filter_map(|(id, activity)| Some((found.get(&id)?.clone(), activity)));
+        Ok(RoomConnection::new(slice, |(room, activity)| RoomEdge {
+            cursor: encode_cursor(ListKind::MyRooms, &activity, room.id),
+            node: Room(room),
         }))
     }
 }
@@ -369,10 +298,8 @@ impl RoomMutation {
         ctx: &Context<'_>,
         input: CreateRoomInput,
     ) -> async_graphql::Result<Room> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room = rooms::create(ctx.db(), viewer.user_id, &input.name, input.description)
-            .await
-            .extend()?;
+        let viewer = ctx.require_viewer()?;
+        let room = rooms::create(ctx.db(), viewer.user_id, &input.name, input.description).await?;
         Ok(Room::new(room))
     }
 
@@ -382,62 +309,44 @@ impl RoomMutation {
         ctx: &Context<'_>,
         input: UpdateRoomInput,
     ) -> async_graphql::Result<Room> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room_id = id::decode(&input.id, NodeType::Room).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let room_id = id::decode(&input.id, NodeType::Room)?;
         let name = match input.name {
-            MaybeUndefined::Null => {
-                return Err(AppError::bad_input("name cannot be null")).extend();
-            }
+            MaybeUndefined::Null => return Err(AppError::bad_input("name cannot be null").into()),
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Value(name) => Some(name),
         };
-        let description = match input.description {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(d) => Some(Some(d)),
+        let changes = RoomChanges {
+            name,
+            description: input.description.into(),
         };
-        let room = rooms::update(
-            ctx.db(),
-            viewer.user_id,
-            room_id,
-            RoomChanges { name, description },
-        )
-        .await
-        .extend()?;
+        let room = rooms::update(ctx.db(), viewer.user_id, room_id, changes).await?;
         Ok(Room::new(room))
     }
 
     /// Creator only: removes the room, its messages and memberships; ends its subscriptions.
     async fn delete_room(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room_id = id::decode(&id, NodeType::Room).extend()?;
-        rooms::delete(ctx.db(), viewer.user_id, room_id)
-            .await
-            .extend()?;
-        live::end_room_feeds(ctx.state().broker.as_ref(), room_id, None).await;
+        let viewer = ctx.require_viewer()?;
+        let room_id = id::decode(&id, NodeType::Room)?;
+        let state = ctx.state();
+        rooms::delete(&state.db, state.broker.as_ref(), viewer.user_id, room_id).await?;
         Ok(id::encode(NodeType::Room, room_id))
     }
 
     async fn join_room(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room_id = id::decode(&room_id, NodeType::Room).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let room_id = id::decode(&room_id, NodeType::Room)?;
         Ok(Room::new(
-            rooms::join(ctx.db(), viewer.user_id, room_id)
-                .await
-                .extend()?,
+            rooms::join(ctx.db(), viewer.user_id, room_id).await?,
         ))
     }
 
     /// Ends the leaver's live subscriptions to the room.
     async fn leave_room(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room_id = id::decode(&room_id, NodeType::Room).extend()?;
-        let (room, was_member) = rooms::leave(ctx.db(), viewer.user_id, room_id)
-            .await
-            .extend()?;
-        if was_member {
-            live::end_room_feeds(ctx.state().broker.as_ref(), room_id, Some(viewer.user_id)).await;
-        }
+        let viewer = ctx.require_viewer()?;
+        let room_id = id::decode(&room_id, NodeType::Room)?;
+        let state = ctx.state();
+        let room = rooms::leave(&state.db, state.broker.as_ref(), viewer.user_id, room_id).await?;
         Ok(Room::new(room))
     }
 
@@ -446,28 +355,49 @@ impl RoomMutation {
         ctx: &Context<'_>,
         input: SendMessageInput,
     ) -> async_graphql::Result<Message> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room_id = id::decode(&input.room_id, NodeType::Room).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let room_id = id::decode(&input.room_id, NodeType::Room)?;
         let new = NewMessage {
             room_id,
             content: input.content,
             client_message_id: input.client_message_id,
         };
-        let broker = ctx.state().broker.as_ref();
-        let (message, _) = rooms::send(ctx.db(), broker, viewer.user_id, new)
-            .await
-            .extend()?;
+        let state = ctx.state();
+        let message = rooms::send(&state.db, state.broker.as_ref(), viewer.user_id, new).await?;
         Ok(Message::new(message))
     }
 
     /// Marks everything in the room up to now read. Members only.
     async fn mark_room_read(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
-        let viewer = ctx.require_viewer().extend()?;
-        let room_id = id::decode(&room_id, NodeType::Room).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let room_id = id::decode(&room_id, NodeType::Room)?;
         Ok(Room::new(
-            rooms::mark_read(ctx.db(), viewer.user_id, room_id)
-                .await
-                .extend()?,
+            rooms::mark_read(ctx.db(), viewer.user_id, room_id).await?,
         ))
+    }
+}
+
+#[derive(Default)]
+pub struct RoomSubscription;
+
+#[Subscription]
+impl RoomSubscription {
+    /// New messages in a room the viewer is a member of.
+    async fn message_added(
+        &self,
+        ctx: &Context<'_>,
+        room_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = Message> + use<>> {
+        let viewer = ctx.require_viewer()?;
+        let room_id = id::decode(&room_id, NodeType::Room)?;
+        let state = ctx.state();
+        let feed = live::room_messages(
+            state.db.clone(),
+            state.broker.as_ref(),
+            viewer.user_id,
+            room_id,
+        )
+        .await?;
+        Ok(feed.into_stream().map(Message::new))
     }
 }

@@ -4,56 +4,51 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, ResultExt, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime as ChronoDateTime, Utc};
 use entity::{follow, post, user};
 use uuid::Uuid;
 
 use crate::{
     connection,
-    error::AppResult,
     graphql::{
-        ContextExt, PageInfo,
-        id::{self, CursorKey, ListKind, NodeType},
-        loaders::gql_err,
+        ContextExt,
+        connection::PageArgs,
+        id::{self, ListKind, NodeType},
         scalars::DateTime,
         user::User,
     },
     service::{
         follows::{self, Side},
-        page::{Page, Slice},
+        page::Slice,
         posts, users,
     },
 };
 
 connection!(UserConnection, UserEdge, User);
 connection!(PostConnection, PostEdge, Post);
-
-/// Decodes the Relay arguments of `list` into a page.
-fn page<K: CursorKey>(
-    list: ListKind,
-    first: Option<i32>,
-    last: Option<i32>,
-    after: Option<String>,
-    before: Option<String>,
-) -> AppResult<Page<K>> {
-    let after = after.map(|c| id::decode_cursor(list, &c)).transpose()?;
-    let before = before.map(|c| id::decode_cursor(list, &c)).transpose()?;
-    Page::new(first, last, after, before)
-}
+connection!(
+    /// Nearest first.
+    NearbyPostConnection,
+    NearbyPostEdge,
+    Post,
+    { distance_meters: f64 }
+);
 
 fn follow_edges(
     list: ListKind,
     slice: Slice<(ChronoDateTime<Utc>, user::Model)>,
 ) -> UserConnection {
-    UserConnection::new(slice, |(at, u)| {
-        (id::encode_cursor(list, &at, u.id), User::new(u))
+    UserConnection::new(slice, |(at, u)| UserEdge {
+        cursor: id::encode_cursor(list, &at, u.id),
+        node: User::new(u),
     })
 }
 
 fn post_edges(list: ListKind, slice: Slice<post::Model>) -> PostConnection {
-    PostConnection::new(slice, |p| {
-        (id::encode_cursor(list, &p.created_at, p.id), Post::new(p))
+    PostConnection::new(slice, |p| PostEdge {
+        cursor: id::encode_cursor(list, &p.created_at, p.id),
+        node: Post::new(p),
     })
 }
 
@@ -79,35 +74,18 @@ fn count(n: Option<i64>) -> i32 {
 }
 
 pub async fn followers_count(ctx: &Context<'_>, user: Uuid) -> async_graphql::Result<i32> {
-    Ok(count(
-        ctx.loaders()
-            .followers_count
-            .load_one(user)
-            .await
-            .map_err(gql_err)?,
-    ))
+    Ok(count(ctx.loaders().followers_count.load_one(user).await?))
 }
 
 pub async fn following_count(ctx: &Context<'_>, user: Uuid) -> async_graphql::Result<i32> {
-    Ok(count(
-        ctx.loaders()
-            .following_count
-            .load_one(user)
-            .await
-            .map_err(gql_err)?,
-    ))
+    Ok(count(ctx.loaders().following_count.load_one(user).await?))
 }
 
 pub async fn viewer_follow_status(
     ctx: &Context<'_>,
     user: Uuid,
 ) -> async_graphql::Result<Option<FollowStatus>> {
-    let status = ctx
-        .loaders()
-        .viewer_follow_status
-        .load_one(user)
-        .await
-        .map_err(gql_err)?;
+    let status = ctx.loaders().viewer_follow_status.load_one(user).await?;
     Ok(status.map(Into::into))
 }
 
@@ -116,23 +94,15 @@ pub async fn user_connections(
     ctx: &Context<'_>,
     owner: &user::Model,
     side: Side,
-    args: (Option<i32>, Option<String>, Option<i32>, Option<String>),
+    args: PageArgs,
 ) -> async_graphql::Result<UserConnection> {
-    let (first, after, last, before) = args;
     let list = match side {
         Side::Followers => ListKind::Followers,
         Side::Following => ListKind::Following,
     };
-    let page = page(list, first, last, after, before).extend()?;
-    let slice = follows::connections(
-        ctx.db(),
-        ctx.viewer().map(|v| v.user_id),
-        owner,
-        side,
-        &page,
-    )
-    .await
-    .extend()?;
+    let page = args.page(list)?;
+    let viewer = ctx.viewer().map(|v| v.user_id);
+    let slice = follows::connections(ctx.db(), viewer, owner, side, &page).await?;
     Ok(follow_edges(list, slice))
 }
 
@@ -140,22 +110,12 @@ pub async fn user_connections(
 pub async fn user_posts(
     ctx: &Context<'_>,
     author: &user::Model,
-    args: (Option<i32>, Option<String>, Option<i32>, Option<String>),
+    args: PageArgs,
 ) -> async_graphql::Result<PostConnection> {
-    let (first, after, last, before) = args;
-    let page = page(ListKind::Posts, first, last, after, before).extend()?;
-    let slice = posts::by_author(ctx.db(), ctx.viewer().map(|v| v.user_id), author, &page)
-        .await
-        .extend()?;
+    let page = args.page(ListKind::Posts)?;
+    let viewer = ctx.viewer().map(|v| v.user_id);
+    let slice = posts::by_author(ctx.db(), viewer, author, &page).await?;
     Ok(post_edges(ListKind::Posts, slice))
-}
-
-/// `node(id:)` for a post: null when missing or hidden from the viewer.
-pub async fn post_node(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Post>> {
-    let post = posts::find_visible(ctx.db(), ctx.viewer().map(|v| v.user_id), id)
-        .await
-        .extend()?;
-    Ok(post.map(Post::new))
 }
 
 #[derive(Clone)]
@@ -164,6 +124,13 @@ pub struct Post(pub Arc<post::Model>);
 impl Post {
     pub fn new(model: post::Model) -> Self {
         Self(Arc::new(model))
+    }
+
+    /// A post, where the viewer may see it (`node(id:)`).
+    pub async fn load_visible(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Self>> {
+        let viewer = ctx.viewer().map(|v| v.user_id);
+        let post = posts::find_visible(ctx.db(), viewer, id).await?;
+        Ok(post.map(Self::new))
     }
 }
 
@@ -212,20 +179,6 @@ pub struct GeoPoint {
     longitude: f64,
 }
 
-/// Nearest first.
-#[derive(SimpleObject)]
-pub struct NearbyPostEdge {
-    cursor: String,
-    distance_meters: f64,
-    node: Post,
-}
-
-#[derive(SimpleObject)]
-pub struct NearbyPostConnection {
-    edges: Vec<NearbyPostEdge>,
-    page_info: PageInfo,
-}
-
 #[derive(InputObject)]
 pub struct GeoPointInput {
     latitude: f64,
@@ -246,7 +199,7 @@ pub struct SocialQuery;
 #[Object]
 impl SocialQuery {
     /// Users whose username or display name starts with `query` (case-insensitive).
-    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
     async fn search_users(
         &self,
         ctx: &Context<'_>,
@@ -254,63 +207,57 @@ impl SocialQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
-        let page = page::<String>(ListKind::Search, first, None, after, None).extend()?;
-        let slice = users::search(ctx.db(), &query, &page).await.extend()?;
-        Ok(UserConnection::new(slice, |u| {
-            (
-                id::encode_cursor(ListKind::Search, &u.username.to_lowercase(), u.id),
-                User::new(u),
-            )
+        let page = PageArgs::forward(first, after).page::<String>(ListKind::Search)?;
+        let slice = users::search(ctx.db(), &query, &page).await?;
+        Ok(UserConnection::new(slice, |u| UserEdge {
+            cursor: id::encode_cursor(ListKind::Search, &u.username.to_lowercase(), u.id),
+            node: User::new(u),
         }))
     }
 
     /// Pending follow requests to the viewer, oldest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
     async fn follow_requests(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
-        let viewer = ctx.require_viewer().extend()?;
-        let page = page(ListKind::FollowRequests, first, None, after, None).extend()?;
-        let slice = follows::requests(ctx.db(), viewer.user_id, &page)
-            .await
-            .extend()?;
+        let viewer = ctx.require_viewer()?;
+        let page = PageArgs::forward(first, after).page(ListKind::FollowRequests)?;
+        let slice = follows::requests(ctx.db(), viewer.user_id, &page).await?;
         Ok(follow_edges(ListKind::FollowRequests, slice))
     }
 
     /// Posts by the viewer and by users the viewer follows (accepted), newest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
     async fn feed(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<PostConnection> {
-        let viewer = ctx.require_viewer().extend()?;
-        let page = page(ListKind::Feed, first, None, after, None).extend()?;
-        let slice = posts::feed(ctx.db(), viewer.user_id, &page)
-            .await
-            .extend()?;
+        let viewer = ctx.require_viewer()?;
+        let page = PageArgs::forward(first, after).page(ListKind::Feed)?;
+        let slice = posts::feed(ctx.db(), viewer.user_id, &page).await?;
         Ok(post_edges(ListKind::Feed, slice))
     }
 
     /// Posts by public users, newest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
     async fn explore(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<PostConnection> {
-        let page = page(ListKind::Explore, first, None, after, None).extend()?;
-        let slice = posts::explore(ctx.db(), &page).await.extend()?;
+        let page = PageArgs::forward(first, after).page(ListKind::Explore)?;
+        let slice = posts::explore(ctx.db(), &page).await?;
         Ok(post_edges(ListKind::Explore, slice))
     }
 
     /// Beacons within radiusMeters of a point that the viewer may see, nearest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
     async fn nearby_beacons(
         &self,
         ctx: &Context<'_>,
@@ -320,25 +267,17 @@ impl SocialQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<NearbyPostConnection> {
-        let around = posts::Around::new(latitude, longitude, radius_meters).extend()?;
-        let page = page::<f64>(ListKind::Nearby, first, None, after, None).extend()?;
-        let slice = posts::nearby(ctx.db(), ctx.viewer().map(|v| v.user_id), around, &page)
-            .await
-            .extend()?;
-        let edges: Vec<NearbyPostEdge> = slice
-            .items
-            .into_iter()
-            .map(|(p, distance)| NearbyPostEdge {
+        let around = posts::Around::new(latitude, longitude, radius_meters)?;
+        let page = PageArgs::forward(first, after).page::<f64>(ListKind::Nearby)?;
+        let viewer = ctx.viewer().map(|v| v.user_id);
+        let slice = posts::nearby(ctx.db(), viewer, around, &page).await?;
+        Ok(NearbyPostConnection::new(slice, |(p, distance)| {
+            NearbyPostEdge {
                 cursor: id::encode_cursor(ListKind::Nearby, &distance, p.id),
                 distance_meters: distance,
                 node: Post::new(p),
-            })
-            .collect();
-        let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
-        Ok(NearbyPostConnection {
-            edges,
-            page_info: PageInfo::new(slice.has_next_page, slice.has_previous_page, &cursors),
-        })
+            }
+        }))
     }
 }
 
@@ -349,22 +288,18 @@ pub struct SocialMutation;
 impl SocialMutation {
     /// Returns the followed user; its viewerFollowStatus says PENDING or ACCEPTED.
     async fn follow_user(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
-        let viewer = ctx.require_viewer().extend()?;
-        let target = id::decode(&user_id, NodeType::User).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let target = id::decode(&user_id, NodeType::User)?;
         Ok(User::new(
-            follows::follow(ctx.db(), viewer.user_id, target)
-                .await
-                .extend()?,
+            follows::follow(ctx.db(), viewer.user_id, target).await?,
         ))
     }
 
     async fn unfollow_user(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<User> {
-        let viewer = ctx.require_viewer().extend()?;
-        let target = id::decode(&user_id, NodeType::User).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let target = id::decode(&user_id, NodeType::User)?;
         Ok(User::new(
-            follows::unfollow(ctx.db(), viewer.user_id, target)
-                .await
-                .extend()?,
+            follows::unfollow(ctx.db(), viewer.user_id, target).await?,
         ))
     }
 
@@ -373,12 +308,10 @@ impl SocialMutation {
         ctx: &Context<'_>,
         user_id: ID,
     ) -> async_graphql::Result<User> {
-        let viewer = ctx.require_viewer().extend()?;
-        let requester = id::decode(&user_id, NodeType::User).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let requester = id::decode(&user_id, NodeType::User)?;
         Ok(User::new(
-            follows::accept(ctx.db(), viewer.user_id, requester)
-                .await
-                .extend()?,
+            follows::accept(ctx.db(), viewer.user_id, requester).await?,
         ))
     }
 
@@ -387,12 +320,10 @@ impl SocialMutation {
         ctx: &Context<'_>,
         user_id: ID,
     ) -> async_graphql::Result<User> {
-        let viewer = ctx.require_viewer().extend()?;
-        let requester = id::decode(&user_id, NodeType::User).extend()?;
+        let viewer = ctx.require_viewer()?;
+        let requester = id::decode(&user_id, NodeType::User)?;
         Ok(User::new(
-            follows::reject(ctx.db(), viewer.user_id, requester)
-                .await
-                .extend()?,
+            follows::reject(ctx.db(), viewer.user_id, requester).await?,
         ))
     }
 
@@ -401,26 +332,22 @@ impl SocialMutation {
         ctx: &Context<'_>,
         input: CreatePostInput,
     ) -> async_graphql::Result<Post> {
-        let viewer = ctx.require_viewer().extend()?;
+        let viewer = ctx.require_viewer()?;
         let new = posts::NewPost {
             content: input.content,
             duration_ms: input.duration_ms.map(i64::from),
             beacon: input.beacon.map(|b| (b.latitude, b.longitude)),
         };
         Ok(Post::new(
-            posts::create(ctx.db(), viewer.user_id, new)
-                .await
-                .extend()?,
+            posts::create(ctx.db(), viewer.user_id, new).await?,
         ))
     }
 
     /// Deletes one of the viewer's posts; returns its id.
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
-        let viewer = ctx.require_viewer().extend()?;
-        let post_id = id::decode(&id, NodeType::Post).extend()?;
-        posts::delete(ctx.db(), viewer.user_id, post_id)
-            .await
-            .extend()?;
+        let viewer = ctx.require_viewer()?;
+        let post_id = id::decode(&id, NodeType::Post)?;
+        posts::delete(ctx.db(), viewer.user_id, post_id).await?;
         Ok(id::encode(NodeType::Post, post_id))
     }
 }

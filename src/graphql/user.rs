@@ -2,113 +2,113 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, ResultExt, SimpleObject};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 use entity::user;
-use sea_orm::TransactionTrait;
 
 use crate::{
     error::AppError,
     graphql::{
         ContextExt,
-        context::NodeInterface,
-        direct::DirectMessage,
+        connection::PageArgs,
         id::{self, NodeType},
-        loaders::gql_err,
-        room::{Message, Room},
         scalars::DateTime,
         social,
     },
-    service::{self, follows::Side, sessions, users},
+    service::{follows::Side, sessions, users},
 };
 
 #[derive(Clone)]
-pub struct User(pub Arc<user::Model>, bool);
+pub struct User {
+    pub model: Arc<user::Model>,
+    /// Shown to the user themself: a sign-in payload, answered before the
+    /// request has a viewer, shows the private fields (email).
+    shown_to_self: bool,
+}
 
 impl User {
     pub fn new(model: user::Model) -> Self {
-        Self(Arc::new(model), false)
+        Self::from_arc(Arc::new(model))
     }
 
     pub fn from_arc(model: Arc<user::Model>) -> Self {
-        Self(model, false)
+        Self {
+            model,
+            shown_to_self: false,
+        }
     }
 
-    /// The user as their own session sees them (sign-in payloads), before any viewer exists.
-    fn as_self(model: user::Model) -> Self {
-        Self(Arc::new(model), true)
+    /// The user as their own session sees them (sign-in payloads).
+    fn shown_to_self(model: Arc<user::Model>) -> Self {
+        Self {
+            model,
+            shown_to_self: true,
+        }
     }
 
     /// Loads a user by id through the request's DataLoader.
     pub async fn load(ctx: &Context<'_>, id: uuid::Uuid) -> async_graphql::Result<Option<Self>> {
-        Ok(ctx
-            .loaders()
-            .users
-            .load_one(id)
-            .await
-            .map_err(gql_err)?
-            .map(Self::from_arc))
+        Ok(ctx.loaders().users.load_one(id).await?.map(Self::from_arc))
     }
 
     /// A row that must exist (a foreign key points at it).
     pub async fn load_required(ctx: &Context<'_>, id: uuid::Uuid) -> async_graphql::Result<Self> {
-        Self::load(ctx, id)
+        Ok(Self::load(ctx, id)
             .await?
-            .ok_or_else(|| AppError::NotFound("user not found".into()))
-            .extend()
+            .ok_or_else(|| AppError::not_found("user not found"))?)
     }
 }
 
 #[Object]
 impl User {
     pub async fn id(&self) -> ID {
-        id::encode(NodeType::User, self.0.id)
+        id::encode(NodeType::User, self.model.id)
     }
 
     async fn username(&self) -> &str {
-        &self.0.username
+        &self.model.username
     }
 
     async fn display_name(&self) -> Option<&str> {
-        self.0.display_name.as_deref()
+        self.model.display_name.as_deref()
     }
 
     async fn avatar_url(&self) -> Option<&str> {
-        self.0.avatar_url.as_deref()
+        self.model.avatar_url.as_deref()
     }
 
     /// The user's own address: null for everybody but the user themself.
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
-        (self.1 || ctx.viewer().map(|v| v.user_id) == Some(self.0.id))
-            .then_some(self.0.email.as_str())
+        (self.shown_to_self || ctx.viewer().map(|v| v.user_id) == Some(self.model.id))
+            .then_some(self.model.email.as_str())
     }
 
     async fn is_private(&self) -> bool {
-        self.0.is_private
+        self.model.is_private
     }
 
     async fn is_official(&self) -> bool {
-        self.0.is_official
+        self.model.is_official
     }
 
     /// Public identity key for end-to-end encryption (base64), as the user published it.
     async fn identity_key(&self) -> Option<&str> {
-        self.0.identity_key.as_deref()
+        self.model.identity_key.as_deref()
     }
 
     async fn created_at(&self) -> DateTime {
-        self.0.created_at.into()
+        self.model.created_at.into()
     }
 
     async fn updated_at(&self) -> DateTime {
-        self.0.updated_at.into()
+        self.model.updated_at.into()
     }
 
     async fn followers_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        social::followers_count(ctx, self.0.id).await
+        social::followers_count(ctx, self.model.id).await
     }
 
     async fn following_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        social::following_count(ctx, self.0.id).await
+        social::following_count(ctx, self.model.id).await
     }
 
     /// The viewer's follow of this user; null when there is none or the viewer is anonymous.
@@ -116,10 +116,10 @@ impl User {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<social::FollowStatus>> {
-        social::viewer_follow_status(ctx, self.0.id).await
+        social::viewer_follow_status(ctx, self.model.id).await
     }
 
-    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, last, child_complexity)")]
     async fn followers(
         &self,
         ctx: &Context<'_>,
@@ -128,10 +128,16 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<social::UserConnection> {
-        social::user_connections(ctx, &self.0, Side::Followers, (first, after, last, before)).await
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        social::user_connections(ctx, &self.model, Side::Followers, args).await
     }
 
-    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, last, child_complexity)")]
     async fn following(
         &self,
         ctx: &Context<'_>,
@@ -140,11 +146,17 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<social::UserConnection> {
-        social::user_connections(ctx, &self.0, Side::Following, (first, after, last, before)).await
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        social::user_connections(ctx, &self.model, Side::Following, args).await
     }
 
     /// Newest first. Empty where the viewer may not see this user's posts.
-    #[graphql(complexity = "crate::graphql::page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, last, child_complexity)")]
     async fn posts(
         &self,
         ctx: &Context<'_>,
@@ -153,7 +165,13 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<social::PostConnection> {
-        social::user_posts(ctx, &self.0, (first, after, last, before)).await
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        social::user_posts(ctx, &self.model, args).await
     }
 }
 
@@ -202,38 +220,11 @@ pub struct UpdateProfileInput {
     identity_key: MaybeUndefined<String>,
 }
 
-fn change<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
-    match value {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(v) => Some(Some(v)),
-    }
-}
-
 #[derive(Default)]
 pub struct UserQuery;
 
 #[Object]
 impl UserQuery {
-    async fn node(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<NodeInterface>> {
-        let (kind, uuid) = id::decode_any(&id).extend()?;
-        Ok(match kind {
-            NodeType::User => User::load(ctx, uuid).await?.map(NodeInterface::User),
-            NodeType::Room => Room::load(ctx, uuid).await?.map(NodeInterface::Room),
-            NodeType::Message => Message::load_visible(ctx, uuid)
-                .await?
-                .map(NodeInterface::Message),
-            NodeType::DirectMessage => DirectMessage::load_visible(ctx, uuid)
-                .await?
-                .map(NodeInterface::DirectMessage),
-            NodeType::Post => social::post_node(ctx, uuid).await?.map(NodeInterface::Post),
-        })
-    }
-
     /// The signed-in user; null when anonymous.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         match ctx.viewer() {
@@ -247,10 +238,8 @@ impl UserQuery {
         ctx: &Context<'_>,
         username: String,
     ) -> async_graphql::Result<Option<User>> {
-        Ok(users::find_by_username(ctx.db(), &username)
-            .await
-            .extend()?
-            .map(User::new))
+        let found = users::find_by_username(ctx.db(), &username).await?;
+        Ok(found.map(User::new))
     }
 }
 
@@ -265,24 +254,18 @@ impl AuthMutation {
         input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
-        let run = async {
-            let txn = state.db.begin().await?;
-            let user = users::register(
-                &txn,
-                &state.passwords,
-                users::Registration {
-                    username: input.username,
-                    email: input.email,
-                    password: input.password,
-                    display_name: input.display_name,
-                },
-            )
-            .await?;
-            let session = sessions::issue(&txn, &state.keys, user.id, service::new_id()).await?;
-            txn.commit().await?;
-            Ok::<_, AppError>(AuthPayload::new(session, User::as_self(user)))
+        let registration = users::Registration {
+            username: input.username,
+            email: input.email,
+            password: input.password,
+            display_name: input.display_name,
         };
-        run.await.extend()
+        let (user, session) =
+            users::register(&state.db, &state.passwords, &state.keys, registration).await?;
+        Ok(AuthPayload::new(
+            session,
+            User::shown_to_self(Arc::new(user)),
+        ))
     }
 
     async fn login(
@@ -291,19 +274,19 @@ impl AuthMutation {
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
-        let run = async {
-            let user = users::authenticate(
-                &state.db,
-                &state.passwords,
-                &state.login_limiter,
-                &input.login,
-                &input.password,
-            )
-            .await?;
-            let session = sessions::start(&state.db, &state.keys, user.id).await?;
-            Ok::<_, AppError>(AuthPayload::new(session, User::as_self(user)))
-        };
-        run.await.extend()
+        let user = users::authenticate(
+            &state.db,
+            &state.passwords,
+            &state.login_limiter,
+            &input.login,
+            &input.password,
+        )
+        .await?;
+        let session = sessions::start(&state.db, &state.keys, user.id).await?;
+        Ok(AuthPayload::new(
+            session,
+            User::shown_to_self(Arc::new(user)),
+        ))
     }
 
     /// Rotates the refresh token: the one given is spent.
@@ -313,11 +296,9 @@ impl AuthMutation {
         refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
-        let session = sessions::refresh(&state.db, &state.keys, &refresh_token)
-            .await
-            .extend()?;
+        let session = sessions::refresh(&state.db, &state.keys, &refresh_token).await?;
         let user = User::load_required(ctx, session.user_id).await?;
-        Ok(AuthPayload::new(session, User(user.0, true)))
+        Ok(AuthPayload::new(session, User::shown_to_self(user.model)))
     }
 
     async fn logout(
@@ -325,7 +306,7 @@ impl AuthMutation {
         ctx: &Context<'_>,
         refresh_token: String,
     ) -> async_graphql::Result<bool> {
-        sessions::logout(ctx.db(), &refresh_token).await.extend()?;
+        sessions::logout(ctx.db(), &refresh_token).await?;
         Ok(true)
     }
 }
@@ -340,22 +321,20 @@ impl ProfileMutation {
         ctx: &Context<'_>,
         input: UpdateProfileInput,
     ) -> async_graphql::Result<User> {
-        let viewer = ctx.require_viewer().extend()?;
+        let viewer = ctx.require_viewer()?;
         let is_private = match input.is_private {
             MaybeUndefined::Null => {
-                return Err(AppError::bad_input("isPrivate cannot be null")).extend();
+                return Err(AppError::bad_input("isPrivate cannot be null").into());
             }
-            other => change(other).flatten(),
+            other => Option::<Option<bool>>::from(other).flatten(),
         };
         let changes = users::ProfileChanges {
-            display_name: change(input.display_name),
-            avatar_url: change(input.avatar_url),
+            display_name: input.display_name.into(),
+            avatar_url: input.avatar_url.into(),
             is_private,
-            identity_key: change(input.identity_key),
+            identity_key: input.identity_key.into(),
         };
-        let user = users::update_profile(ctx.db(), viewer.user_id, changes)
-            .await
-            .extend()?;
+        let user = users::update_profile(ctx.db(), viewer.user_id, changes).await?;
         Ok(User::new(user))
     }
 }

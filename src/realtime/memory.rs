@@ -13,11 +13,6 @@ pub struct MemoryBroker {
 
 #[async_trait]
 impl Broker for MemoryBroker {
-    async fn publish(&self, topic: Topic, event: Event) -> AppResult<()> {
-        self.hub.dispatch(topic, event);
-        Ok(())
-    }
-
     /// SQLite runs with one pooled connection (see `db::connect`), which the
     /// transaction holds until it ends: transactions, and so these dispatches,
     /// happen in commit order, and a woken subscriber's read waits for the

@@ -44,8 +44,6 @@ pub enum Event {
 
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Call after the commit that the event announces.
-    async fn publish(&self, topic: Topic, event: Event) -> AppResult<()>;
     /// Announces a write from inside its transaction, as its last statement
     /// before the commit: subscribers hear of it only once it has committed,
     /// and events of different transactions arrive in commit order.

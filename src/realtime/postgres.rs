@@ -1,6 +1,7 @@
-//! Many instances on one PostgreSQL database: NOTIFY after commit, and one
-//! LISTEN connection per instance feeding its hub. Our own notifications come
-//! back through LISTEN too, so publishing never dispatches locally.
+//! Many instances on one PostgreSQL database: NOTIFY inside the writing
+//! transaction (delivered at commit, in commit order), and one LISTEN
+//! connection per instance feeding its hub. Our own notifications come back
+//! through LISTEN too, so publishing never dispatches locally.
 
 use std::time::Duration;
 
@@ -25,7 +26,6 @@ struct Envelope {
 }
 
 pub struct PgBroker {
-    pool: PgPool,
     hub: Hub,
     listener: JoinHandle<()>,
 }
@@ -36,13 +36,8 @@ impl PgBroker {
         let hub = Hub::default();
         let listener = connect(&pool).await.map_err(AppError::internal)?;
         let task_hub = hub.clone();
-        let task_pool = pool.clone();
-        let listener = tokio::spawn(async move { listen(task_pool, listener, task_hub).await });
-        Ok(Self {
-            pool,
-            hub,
-            listener,
-        })
+        let listener = tokio::spawn(async move { listen(pool, listener, task_hub).await });
+        Ok(Self { hub, listener })
     }
 }
 
@@ -98,18 +93,6 @@ impl Drop for PgBroker {
 
 #[async_trait]
 impl Broker for PgBroker {
-    async fn publish(&self, topic: Topic, event: Event) -> AppResult<()> {
-        let payload =
-            serde_json::to_string(&Envelope { topic, event }).map_err(AppError::internal)?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&self.pool)
-            .await
-            .map_err(AppError::internal)?;
-        Ok(())
-    }
-
     /// NOTIFY in the transaction: PostgreSQL delivers it only if the
     /// transaction commits, and notifications of different transactions in
     /// the order they committed — to every instance listening.

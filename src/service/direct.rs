@@ -9,20 +9,19 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{conversation, direct_message};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait, TryInsertResult,
-    sea_query::{Expr, ExprTrait, OnConflict, Order, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
 
-use crate::realtime::{Broker, Event, Topic};
 use crate::{
     error::{AppError, AppResult},
+    realtime::{Broker, Event, Topic},
     service::{
-        new_id, now,
+        UnreadCount, count_unread, insert_unless_retry, new_id, now,
         page::{Page, Slice, SortOrder},
-        rooms::validate_client_message_id,
-        users, validate_content,
+        stamped_since, users, validate_client_message_id, validate_content,
     },
 };
 
@@ -47,14 +46,15 @@ pub struct NewDirectMessage {
     pub client_message_id: Option<String>,
 }
 
-/// To any other user. Both ends of the thread (`conversations`) move in the
-/// same transaction. The bool says whether this call stored the message.
+/// To any other user. Both ends of the thread (`conversations`) move and
+/// both parties are told in the same transaction. A retry with the same
+/// clientMessageId stores and announces nothing and returns the first message.
 pub async fn send(
     db: &DatabaseConnection,
     broker: &dyn Broker,
     viewer: Uuid,
     input: NewDirectMessage,
-) -> AppResult<(direct_message::Model, bool)> {
+) -> AppResult<direct_message::Model> {
     if input.to == viewer {
         return Err(AppError::bad_input(
             "you cannot send a direct message to yourself",
@@ -64,7 +64,7 @@ pub async fn send(
     validate_client_message_id(input.client_message_id.as_deref())?;
     let txn = db.begin().await?;
     if users::find(&txn, input.to).await?.is_none() {
-        return Err(AppError::NotFound("user not found".into()));
+        return Err(AppError::not_found("user not found"));
     }
     let model = direct_message::Model {
         id: new_id(),
@@ -74,43 +74,48 @@ pub async fn send(
         client_message_id: input.client_message_id,
         created_at: now(),
     };
-    let active: direct_message::ActiveModel = model.clone().into();
-    let inserted = direct_message::Entity::insert(active)
-        .on_conflict_do_nothing_on([
-            direct_message::Column::SenderId,
-            direct_message::Column::ClientMessageId,
-        ])
-        .exec_without_returning(&txn)
-        .await?;
-    if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+    let retry = [
+        direct_message::Column::SenderId,
+        direct_message::Column::ClientMessageId,
+    ];
+    if let Some(first) =
+        insert_unless_retry::<direct_message::Entity, _>(&txn, model.clone(), retry).await?
+    {
         txn.rollback().await?;
-        let first = direct_message::Entity::find()
-            .filter(direct_message::Column::SenderId.eq(viewer))
-            .filter(direct_message::Column::ClientMessageId.eq(model.client_message_id.as_deref()))
-            .one(db)
-            .await?
-            .ok_or_else(|| {
-                AppError::internal(std::io::Error::other(
-                    "conflicting direct message not found",
-                ))
-            })?;
-        return Ok((first, false));
+        return Ok(first);
     }
+    move_thread_ends(&txn, &model).await?;
+    for user in [model.sender_id, model.receiver_id] {
+        let event = Event::DirectMessage {
+            message_id: model.id,
+        };
+        broker.publish_in(&txn, Topic::User(user), event).await?;
+    }
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Points both ends of the thread (one `conversations` row per party) at `message`.
+async fn move_thread_ends(
+    txn: &DatabaseTransaction,
+    message: &direct_message::Model,
+) -> AppResult<()> {
+    let (sender, receiver) = (message.sender_id, message.receiver_id);
     // Both rows in one order for every sender, so two opposite sends cannot deadlock.
-    let mut ends = [(viewer, input.to), (input.to, viewer)];
+    let mut ends = [(sender, receiver), (receiver, sender)];
     ends.sort();
     for (user_id, peer_id) in ends {
         // A thread's first message: the sender has read it, the receiver nothing yet.
-        let last_read_at = if user_id == viewer {
-            model.created_at
+        let last_read_at = if user_id == sender {
+            message.created_at
         } else {
             DateTime::<Utc>::UNIX_EPOCH
         };
         let row = conversation::ActiveModel {
             user_id: Set(user_id),
             peer_id: Set(peer_id),
-            last_message_id: Set(model.id),
-            last_message_at: Set(model.created_at),
+            last_message_id: Set(message.id),
+            last_message_at: Set(message.created_at),
             last_read_at: Set(last_read_at),
         };
         // Only ever forward: a concurrent send stamped later may have committed first.
@@ -127,17 +132,10 @@ pub async fn send(
                 .to_owned();
         conversation::Entity::insert(row)
             .on_conflict(upsert)
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
     }
-    for user in [model.sender_id, model.receiver_id] {
-        let event = Event::DirectMessage {
-            message_id: model.id,
-        };
-        broker.publish_in(&txn, Topic::User(user), event).await?;
-    }
-    txn.commit().await?;
-    Ok((model, true))
+    Ok(())
 }
 
 /// The thread of the viewer and `peer`, oldest first.
@@ -153,7 +151,7 @@ pub async fn thread_messages(
         ));
     }
     if users::find(db, peer).await?.is_none() {
-        return Err(AppError::NotFound("user not found".into()));
+        return Err(AppError::not_found("user not found"));
     }
     let select = page.apply(
         direct_message::Entity::find().filter(thread(db.get_database_backend(), viewer, peer)),
@@ -186,7 +184,7 @@ pub async fn mark_read(
     peer: Uuid,
 ) -> AppResult<Option<conversation::Model>> {
     if peer != viewer && users::find(db, peer).await?.is_none() {
-        return Err(AppError::NotFound("user not found".into()));
+        return Err(AppError::not_found("user not found"));
     }
     conversation::Entity::update_many()
         .col_expr(conversation::Column::LastReadAt, Expr::value(now()))
@@ -197,10 +195,6 @@ pub async fn mark_read(
     Ok(conversation::Entity::find_by_id((viewer, peer))
         .one(db)
         .await?)
-}
-
-pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<direct_message::Model>> {
-    Ok(direct_message::Entity::find_by_id(id).one(db).await?)
 }
 
 pub async fn find_many(
@@ -239,25 +233,20 @@ pub async fn messages_since(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: u64,
 ) -> AppResult<Vec<direct_message::Model>> {
-    let key = || Expr::col((direct_message::Entity, direct_message::Column::CreatedAt));
-    let id = || Expr::col((direct_message::Entity, direct_message::Column::Id));
-    let mut select = direct_message::Entity::find()
-        .filter(
-            Condition::any()
-                .add(direct_message::Column::SenderId.eq(viewer))
-                .add(direct_message::Column::ReceiverId.eq(viewer)),
-        )
-        .filter(key().gte(since));
-    if let Some((at, last)) = after {
-        select = select
-            .filter(Expr::tuple([key(), id()]).gt(Expr::tuple([Expr::val(at), Expr::val(last)])));
-    }
-    Ok(select
-        .order_by(key(), Order::Asc)
-        .order_by(id(), Order::Asc)
-        .limit(limit)
-        .all(db)
-        .await?)
+    let select = direct_message::Entity::find().filter(
+        Condition::any()
+            .add(direct_message::Column::SenderId.eq(viewer))
+            .add(direct_message::Column::ReceiverId.eq(viewer)),
+    );
+    let select = stamped_since(
+        select,
+        Expr::col((direct_message::Entity, direct_message::Column::CreatedAt)),
+        Expr::col((direct_message::Entity, direct_message::Column::Id)),
+        since,
+        after,
+        limit,
+    );
+    Ok(select.all(db).await?)
 }
 
 /// Unread messages per peer for `viewer`: from the peer, after the viewer's read mark.
@@ -268,20 +257,21 @@ pub async fn unread_counts(
 ) -> AppResult<HashMap<Uuid, i64>> {
     let c = |col: conversation::Column| Expr::col((conversation::Entity, col));
     let d = |col: direct_message::Column| Expr::col((direct_message::Entity, col));
-    let stmt = Query::select()
-        .column((conversation::Entity, conversation::Column::PeerId))
-        .expr_as(d(direct_message::Column::Id).count(), "n")
-        .from(conversation::Entity)
-        .left_join(
-            direct_message::Entity,
-            d(direct_message::Column::SenderId)
+    count_unread(
+        db,
+        UnreadCount {
+            marks: conversation::Entity,
+            owner: conversation::Column::UserId,
+            key: conversation::Column::PeerId,
+            messages: direct_message::Entity,
+            message_id: direct_message::Column::Id,
+            unread: d(direct_message::Column::SenderId)
                 .eq(c(conversation::Column::PeerId))
                 .and(d(direct_message::Column::ReceiverId).eq(c(conversation::Column::UserId)))
                 .and(d(direct_message::Column::CreatedAt).gt(c(conversation::Column::LastReadAt))),
-        )
-        .and_where(c(conversation::Column::UserId).eq(viewer))
-        .and_where(c(conversation::Column::PeerId).is_in(peers.iter().copied()))
-        .group_by_col((conversation::Entity, conversation::Column::PeerId))
-        .to_owned();
-    super::counts_by(db, &stmt, "peer_id").await
+        },
+        viewer,
+        peers,
+    )
+    .await
 }

@@ -7,8 +7,10 @@
 //! of new rows in commit order, and the feed reads and delivers exactly those,
 //! in that order: every subscriber on every instance sees one order.
 //!
-//! Anything else (a resync after the feed lagged or the LISTEN connection
-//! dropped) makes the feed re-read its window. created_at order is not commit
+//! Every feed classifies every kind of event itself (`Source::classify`, an
+//! exhaustive match): a new kind does not compile until each feed decides.
+//! A resync (after the feed lagged or the LISTEN connection dropped) makes
+//! the feed re-read its window. created_at order is not commit
 //! order (a send stamped later can commit first), so a re-read looks back
 //! `LOOKBACK` from the newest row seen; ids already delivered are skipped in
 //! both paths, so nothing is delivered twice. Every buffer is bounded.
@@ -25,7 +27,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::{
-    error::{AppResult, ErrorChain},
+    error::AppResult,
     realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver},
     service::{direct, now, rooms},
 };
@@ -40,14 +42,6 @@ const READ_BATCH: u64 = 100;
 const MAX_SEEN: usize = 10_000;
 /// Wake-ups folded into one re-read.
 const MAX_COALESCE: usize = 64;
-
-/// Publishes after a commit. The write already happened, so a failure is
-/// logged, not returned: subscribers catch up on the next event.
-pub async fn announce(broker: &dyn Broker, topic: Topic, event: Event) {
-    if let Err(err) = broker.publish(topic, event).await {
-        tracing::error!(error = %ErrorChain(&err), "publishing an event failed");
-    }
-}
 
 /// The position of a feed: the newest created_at seen and the ids seen within the window.
 #[derive(Debug)]
@@ -101,10 +95,8 @@ pub trait Source: Send + Sync + 'static {
     ) -> impl Future<Output = AppResult<Vec<Self::Row>>> + Send;
     /// Checked after every read: false ends the feed before it delivers what it read.
     fn allowed(&self, db: &DatabaseConnection) -> impl Future<Output = AppResult<bool>> + Send;
-    /// An event that ends the feed at once.
-    fn ends(&self, event: &Event) -> bool;
-    /// The row an event announces, if it announces one of this feed's rows.
-    fn announced(&self, event: &Event) -> Option<Uuid>;
+    /// What an event means to this feed. Match every kind, with no catch-all.
+    fn classify(&self, event: &Event) -> Effect;
     /// The feed's rows among `ids`, in any order.
     fn read_ids(
         &self,
@@ -113,10 +105,23 @@ pub trait Source: Send + Sync + 'static {
     ) -> impl Future<Output = AppResult<Vec<Self::Row>>> + Send;
 }
 
+/// What an event means to one feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// One of this feed's rows committed: read and deliver it.
+    Deliver(Uuid),
+    /// The subscriber lost access: the feed ends at once.
+    End,
+    /// Events may have been missed: re-read the window.
+    Reread,
+    /// Nothing for this feed.
+    Ignore,
+}
+
 pub struct RoomMessages {
     pub room_id: Uuid,
     pub viewer: Uuid,
-    /// Counts this feed as live until it ends (see `end_room_feeds`).
+    /// Counts this feed as live until it ends (`rooms::leave` and `rooms::delete` wait for that).
     _live: RoomFeedGuard,
 }
 
@@ -137,23 +142,24 @@ impl Source for RoomMessages {
     }
 
     async fn allowed(&self, db: &DatabaseConnection) -> AppResult<bool> {
-        Ok(rooms::membership(db, self.room_id, self.viewer)
-            .await?
-            .is_some())
+        rooms::may_read(db, self.room_id, self.viewer).await
     }
 
-    fn ends(&self, event: &Event) -> bool {
-        matches!(event, Event::MembershipEnded { room_id, user_id }
-            if *room_id == self.room_id && user_id.is_none_or(|u| u == self.viewer))
-    }
-
-    fn announced(&self, event: &Event) -> Option<Uuid> {
-        match event {
+    fn classify(&self, event: &Event) -> Effect {
+        match *event {
             Event::Message {
                 room_id,
                 message_id,
-            } if *room_id == self.room_id => Some(*message_id),
-            _ => None,
+            } if room_id == self.room_id => Effect::Deliver(message_id),
+            Event::Message { .. } | Event::DirectMessage { .. } => Effect::Ignore,
+            // This member left, or the room is gone; another member's leave changes nothing here.
+            Event::MembershipEnded { room_id, user_id }
+                if room_id == self.room_id && user_id.is_none_or(|u| u == self.viewer) =>
+            {
+                Effect::End
+            }
+            Event::MembershipEnded { .. } => Effect::Ignore,
+            Event::Resync => Effect::Reread,
         }
     }
 
@@ -190,14 +196,11 @@ impl Source for DirectMessages {
         Ok(true)
     }
 
-    fn ends(&self, _event: &Event) -> bool {
-        false
-    }
-
-    fn announced(&self, event: &Event) -> Option<Uuid> {
-        match event {
-            Event::DirectMessage { message_id } => Some(*message_id),
-            _ => None,
+    fn classify(&self, event: &Event) -> Effect {
+        match *event {
+            Event::DirectMessage { message_id } => Effect::Deliver(message_id),
+            Event::Message { .. } | Event::MembershipEnded { .. } => Effect::Ignore,
+            Event::Resync => Effect::Reread,
         }
     }
 
@@ -207,6 +210,25 @@ impl Source for DirectMessages {
         ids: &[Uuid],
     ) -> AppResult<Vec<direct_message::Model>> {
         direct::messages_by_ids(db, self.viewer, ids).await
+    }
+}
+
+/// What the events taken in one wake-up ask the feed to read.
+struct Wake {
+    reread: bool,
+    announced: Vec<Uuid>,
+}
+
+impl Wake {
+    /// Folds in one event's effect; true when the feed must end.
+    fn take(&mut self, effect: Effect) -> bool {
+        match effect {
+            Effect::Deliver(id) => self.announced.push(id),
+            Effect::Reread => self.reread = true,
+            Effect::Ignore => {}
+            Effect::End => return true,
+        }
+        false
     }
 }
 
@@ -241,31 +263,6 @@ pub async fn room_messages(
         events,
     )
     .await
-}
-
-/// How long leaving or deleting a room waits for the feeds it ends.
-const END_FEEDS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Announces that `user_id` left `room_id` (None: the room is gone), and waits
-/// until this instance's feeds it ends have ended, so their `complete` is sent
-/// before the mutation answers. Feeds on other instances end as the event
-/// reaches them; none of them delivers a message sent after the commit, since
-/// every feed re-checks membership after each read.
-pub async fn end_room_feeds(broker: &dyn Broker, room_id: Uuid, user_id: Option<Uuid>) {
-    announce(
-        broker,
-        Topic::Room(room_id),
-        Event::MembershipEnded { room_id, user_id },
-    )
-    .await;
-    if !broker
-        .hub()
-        .room_feeds()
-        .until_ended(room_id, user_id, END_FEEDS_WAIT)
-        .await
-    {
-        tracing::warn!(%room_id, "room feeds still live after leave/delete; they end on their next wake-up");
-    }
 }
 
 /// New direct messages sent to or by `viewer`.
@@ -329,56 +326,59 @@ impl<S: Source> Feed<S> {
     ///
     /// Events arrive in commit order (they are published inside the writing
     /// transaction), and the rows they announce are delivered in that order,
-    /// so every subscriber sees one order: the commit order. Any other event
-    /// (a resync after lag or a lost connection) makes the feed re-read its
-    /// window instead, which delivers what it missed in created_at order.
+    /// so every subscriber sees one order: the commit order. A resync makes
+    /// the feed re-read its window instead, which delivers what it missed in
+    /// created_at order.
     pub async fn next(&mut self) -> Option<S::Row> {
         loop {
             if let Some(row) = self.pending.pop_front() {
                 return Some(row);
             }
-            let mut announced = Vec::new();
-            let mut reread = self.scan.is_some();
-            if !reread {
+            let mut wake = Wake {
+                reread: self.scan.is_some(),
+                announced: Vec::new(),
+            };
+            if !wake.reread {
                 let event = self.events.recv().await?;
-                if self.source.ends(&event) {
+                if wake.take(self.source.classify(&event)) {
                     return None;
-                }
-                match self.source.announced(&event) {
-                    Some(id) => announced.push(id),
-                    None => reread = true,
                 }
                 // Take what else is queued, in order, into this one read.
                 for _ in 0..MAX_COALESCE {
                     match self.events.recv().now_or_never() {
-                        Some(Some(event)) if self.source.ends(&event) => return None,
-                        Some(Some(event)) => match self.source.announced(&event) {
-                            Some(id) => announced.push(id),
-                            None => reread = true,
-                        },
+                        Some(Some(event)) => {
+                            if wake.take(self.source.classify(&event)) {
+                                return None;
+                            }
+                        }
                         Some(None) => return None,
                         None => break,
                     }
                 }
-            }
-            let read = async {
-                if reread {
-                    self.read_batch().await?;
-                } else {
-                    self.read_announced(&announced).await?;
+                if !wake.reread && wake.announced.is_empty() {
+                    continue;
                 }
-                // After the read: a row that committed after access ended is never delivered.
-                self.source.allowed(&self.db).await
-            };
-            match read.await {
+            }
+            match self.read(&wake).await {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(err) => {
-                    tracing::error!(error = %ErrorChain(&err), "live feed read failed; ending the subscription");
+                    tracing::error!(error = %err.report(), "live feed read failed; ending the subscription");
                     return None;
                 }
             }
         }
+    }
+
+    /// Reads what woke the feed, then asks whether the subscriber may still
+    /// see it: a row that committed after access ended is never delivered.
+    async fn read(&mut self, wake: &Wake) -> AppResult<bool> {
+        if wake.reread {
+            self.read_batch().await?;
+        } else {
+            self.read_announced(&wake.announced).await?;
+        }
+        self.source.allowed(&self.db).await
     }
 
     /// Reads the announced rows and keeps those not seen yet, in announcement order.

@@ -52,6 +52,15 @@ impl<T> Slice<T> {
             has_previous_page: self.has_previous_page,
         }
     }
+
+    /// Leaves out the items `f` has nothing for (rows deleted since the page was read).
+    pub fn filter_map<U>(self, f: impl FnMut(T) -> Option<U>) -> Slice<U> {
+        Slice {
+            items: self.items.into_iter().filter_map(f).collect(),
+            has_next_page: self.has_next_page,
+            has_previous_page: self.has_previous_page,
+        }
+    }
 }
 
 impl<K> Page<K> {

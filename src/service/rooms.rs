@@ -6,26 +6,29 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use entity::{message, room, room_member};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait, TryInsertResult,
-    sea_query::{Expr, ExprTrait, Order, Query},
+    QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
-use crate::realtime::{Broker, Event, Topic};
 use crate::{
     error::{AppError, AppResult},
+    realtime::{Broker, Event, Topic},
     service::{
-        char_len, new_id, now,
+        UnreadCount, char_len, count_unread, insert_unless_retry, new_id, now,
         page::{Page, Slice, SortOrder},
-        validate_content,
+        stamped_since, validate_client_message_id, validate_content,
     },
 };
 
-pub const MAX_CLIENT_MESSAGE_ID: usize = 64;
+/// How long leaving or deleting a room waits for the live feeds it ends.
+const END_FEEDS_WAIT: Duration = Duration::from_secs(2);
 
 /// What `updateRoom` changes: `None` leaves a field as it is; `Some(None)` clears the description.
 #[derive(Default)]
@@ -52,17 +55,6 @@ fn validate_description(description: &str) -> AppResult<()> {
     Ok(())
 }
 
-pub fn validate_client_message_id(id: Option<&str>) -> AppResult<()> {
-    match id {
-        Some(id) if id.is_empty() || id.contains('\0') || char_len(id) > MAX_CLIENT_MESSAGE_ID => {
-            Err(AppError::bad_input(format!(
-                "clientMessageId must be 1–{MAX_CLIENT_MESSAGE_ID} characters"
-            )))
-        }
-        _ => Ok(()),
-    }
-}
-
 pub async fn find(db: &impl ConnectionTrait, room_id: Uuid) -> AppResult<Option<room::Model>> {
     Ok(room::Entity::find_by_id(room_id).one(db).await?)
 }
@@ -70,7 +62,18 @@ pub async fn find(db: &impl ConnectionTrait, room_id: Uuid) -> AppResult<Option<
 async fn require_room(db: &impl ConnectionTrait, room_id: Uuid) -> AppResult<room::Model> {
     find(db, room_id)
         .await?
-        .ok_or_else(|| AppError::NotFound("room not found".into()))
+        .ok_or_else(|| AppError::not_found("room not found"))
+}
+
+/// The one rule for reading a room's messages and members, sending to it,
+/// marking it read and following it live: its members may, nobody else.
+/// Every path asks this, with the membership it found (resolvers through
+/// their DataLoader).
+pub fn check_reader(membership: Option<&room_member::Model>) -> AppResult<()> {
+    match membership {
+        Some(_) => Ok(()),
+        None => Err(AppError::forbidden("only members of this room may do that")),
+    }
 }
 
 pub async fn membership(
@@ -90,12 +93,13 @@ pub async fn require_member(
     user_id: Uuid,
 ) -> AppResult<room::Model> {
     let room = require_room(db, room_id).await?;
-    if membership(db, room_id, user_id).await?.is_none() {
-        return Err(AppError::Forbidden(
-            "only members of this room may do that".into(),
-        ));
-    }
+    check_reader(membership(db, room_id, user_id).await?.as_ref())?;
     Ok(room)
+}
+
+/// Whether `user_id` may still read `room_id` (a live feed asks after every read).
+pub async fn may_read(db: &impl ConnectionTrait, room_id: Uuid, user_id: Uuid) -> AppResult<bool> {
+    Ok(check_reader(membership(db, room_id, user_id).await?.as_ref()).is_ok())
 }
 
 pub async fn create(
@@ -146,9 +150,7 @@ pub async fn update(
     let txn = db.begin().await?;
     let room = require_room(&txn, room_id).await?;
     if room.created_by != viewer {
-        return Err(AppError::Forbidden(
-            "only the room's creator may change it".into(),
-        ));
+        return Err(AppError::forbidden("only the room's creator may change it"));
     }
     let mut model: room::ActiveModel = room.into();
     if let Some(name) = name {
@@ -163,16 +165,40 @@ pub async fn update(
     Ok(room)
 }
 
-/// Creator only. Messages and memberships go with the room (ON DELETE CASCADE).
-pub async fn delete(db: &impl ConnectionTrait, viewer: Uuid, room_id: Uuid) -> AppResult<()> {
-    let room = require_room(db, room_id).await?;
+/// Creator only. Messages and memberships go with the room (ON DELETE
+/// CASCADE); every live feed of the room ends (see `end_feeds`).
+pub async fn delete(
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
+    viewer: Uuid,
+    room_id: Uuid,
+) -> AppResult<()> {
+    let txn = db.begin().await?;
+    let room = require_room(&txn, room_id).await?;
     if room.created_by != viewer {
-        return Err(AppError::Forbidden(
-            "only the room's creator may delete it".into(),
-        ));
+        return Err(AppError::forbidden("only the room's creator may delete it"));
     }
-    room::Entity::delete_by_id(room_id).exec(db).await?;
+    room::Entity::delete_by_id(room_id).exec(&txn).await?;
+    let ended = Event::MembershipEnded {
+        room_id,
+        user_id: None,
+    };
+    broker.publish_in(&txn, Topic::Room(room_id), ended).await?;
+    txn.commit().await?;
+    end_feeds(broker, room_id, None).await;
     Ok(())
+}
+
+/// Waits until this instance's live feeds of `room_id` (for `user_id`, or
+/// for everyone) have ended, so their `complete` is on its way before the
+/// mutation answers. Feeds on other instances end as the event reaches them;
+/// none delivers a message sent after the commit, since every feed re-checks
+/// `may_read` after each read.
+async fn end_feeds(broker: &dyn Broker, room_id: Uuid, user_id: Option<Uuid>) {
+    let feeds = broker.hub().room_feeds();
+    if !feeds.until_ended(room_id, user_id, END_FEEDS_WAIT).await {
+        tracing::warn!(%room_id, "room feeds still live after leave/delete; they end on their next wake-up");
+    }
 }
 
 /// Idempotent: joining again keeps the first joinedAt and read mark.
@@ -196,17 +222,32 @@ pub async fn join(
     Ok(room)
 }
 
-/// Returns whether the viewer was a member.
+/// Idempotent. Ends the leaver's live feeds of the room (see `end_feeds`).
 pub async fn leave(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
     viewer: Uuid,
     room_id: Uuid,
-) -> AppResult<(room::Model, bool)> {
-    let room = require_room(db, room_id).await?;
-    let result = room_member::Entity::delete_by_id((room_id, viewer))
-        .exec(db)
-        .await?;
-    Ok((room, result.rows_affected > 0))
+) -> AppResult<room::Model> {
+    let txn = db.begin().await?;
+    let room = require_room(&txn, room_id).await?;
+    let left = room_member::Entity::delete_by_id((room_id, viewer))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        > 0;
+    if left {
+        let ended = Event::MembershipEnded {
+            room_id,
+            user_id: Some(viewer),
+        };
+        broker.publish_in(&txn, Topic::Room(room_id), ended).await?;
+    }
+    txn.commit().await?;
+    if left {
+        end_feeds(broker, room_id, Some(viewer)).await;
+    }
+    Ok(room)
 }
 
 pub async fn mark_read(
@@ -303,17 +344,15 @@ pub struct NewMessage {
     pub client_message_id: Option<String>,
 }
 
-/// Members only. A retry with the same clientMessageId returns the first
-/// message; the bool says whether this call stored it.
-/// Stores a message and announces it in the same transaction (commit order).
-/// A retry with the same clientMessageId returns the first message, stores
-/// and announces nothing.
+/// Members only. Stores a message and announces it in the same transaction
+/// (so announcements come in commit order). A retry with the same
+/// clientMessageId stores and announces nothing and returns the first message.
 pub async fn send(
     db: &DatabaseConnection,
     broker: &dyn Broker,
     viewer: Uuid,
     input: NewMessage,
-) -> AppResult<(message::Model, bool)> {
+) -> AppResult<message::Model> {
     validate_content(&input.content)?;
     validate_client_message_id(input.client_message_id.as_deref())?;
     // The timestamp is taken once the connection is held, so the time from
@@ -329,42 +368,22 @@ pub async fn send(
         client_message_id: input.client_message_id,
         created_at: now(),
     };
-    let active: message::ActiveModel = model.clone().into();
-    // ON CONFLICT DO NOTHING: a failed statement would abort a PostgreSQL
-    // transaction, and a concurrent duplicate waits for the first to commit.
-    let result = message::Entity::insert(active)
-        .on_conflict_do_nothing_on([message::Column::SenderId, message::Column::ClientMessageId])
-        .exec_without_returning(&txn)
-        .await?;
-    let stored = matches!(result, TryInsertResult::Inserted(n) if n > 0);
-    if stored {
-        let event = Event::Message {
-            room_id: model.room_id,
-            message_id: model.id,
-        };
-        broker
-            .publish_in(&txn, Topic::Room(model.room_id), event)
-            .await?;
+    let retry = [message::Column::SenderId, message::Column::ClientMessageId];
+    if let Some(first) =
+        insert_unless_retry::<message::Entity, _>(&txn, model.clone(), retry).await?
+    {
+        txn.rollback().await?;
+        return Ok(first);
     }
+    let event = Event::Message {
+        room_id: model.room_id,
+        message_id: model.id,
+    };
+    broker
+        .publish_in(&txn, Topic::Room(model.room_id), event)
+        .await?;
     txn.commit().await?;
-    if stored {
-        return Ok((model, true));
-    }
-    let first = find_by_client_id(db, viewer, model.client_message_id.as_deref()).await?;
-    Ok((first, false))
-}
-
-async fn find_by_client_id(
-    db: &impl ConnectionTrait,
-    sender: Uuid,
-    client_message_id: Option<&str>,
-) -> AppResult<message::Model> {
-    let found = message::Entity::find()
-        .filter(message::Column::SenderId.eq(sender))
-        .filter(message::Column::ClientMessageId.eq(client_message_id))
-        .one(db)
-        .await?;
-    found.ok_or_else(|| AppError::internal(std::io::Error::other("conflicting message not found")))
+    Ok(model)
 }
 
 /// The messages of `room_id` among `ids`.
@@ -380,13 +399,6 @@ pub async fn messages_by_ids(
         .await?)
 }
 
-pub async fn find_message(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-) -> AppResult<Option<message::Model>> {
-    Ok(message::Entity::find_by_id(id).one(db).await?)
-}
-
 /// Messages of a room stamped at or after `since`, oldest first, after the
 /// keyset position `after` (exclusive), at most `limit`.
 pub async fn messages_since(
@@ -396,21 +408,16 @@ pub async fn messages_since(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: u64,
 ) -> AppResult<Vec<message::Model>> {
-    let key = || Expr::col((message::Entity, message::Column::CreatedAt));
-    let id = || Expr::col((message::Entity, message::Column::Id));
-    let mut select = message::Entity::find()
-        .filter(message::Column::RoomId.eq(room_id))
-        .filter(key().gte(since));
-    if let Some((at, last)) = after {
-        select = select
-            .filter(Expr::tuple([key(), id()]).gt(Expr::tuple([Expr::val(at), Expr::val(last)])));
-    }
-    Ok(select
-        .order_by(key(), Order::Asc)
-        .order_by(id(), Order::Asc)
-        .limit(limit)
-        .all(db)
-        .await?)
+    let select = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
+    let select = stamped_since(
+        select,
+        Expr::col((message::Entity, message::Column::CreatedAt)),
+        Expr::col((message::Entity, message::Column::Id)),
+        since,
+        after,
+        limit,
+    );
+    Ok(select.all(db).await?)
 }
 
 // ---- batched lookups for the DataLoaders ----
@@ -470,20 +477,21 @@ pub async fn unread_counts(
 ) -> AppResult<HashMap<Uuid, i64>> {
     let rm = |c: room_member::Column| Expr::col((room_member::Entity, c));
     let m = |c: message::Column| Expr::col((message::Entity, c));
-    let stmt = Query::select()
-        .column((room_member::Entity, room_member::Column::RoomId))
-        .expr_as(m(message::Column::Id).count(), "n")
-        .from(room_member::Entity)
-        .left_join(
-            message::Entity,
-            m(message::Column::RoomId)
+    count_unread(
+        db,
+        UnreadCount {
+            marks: room_member::Entity,
+            owner: room_member::Column::UserId,
+            key: room_member::Column::RoomId,
+            messages: message::Entity,
+            message_id: message::Column::Id,
+            unread: m(message::Column::RoomId)
                 .eq(rm(room_member::Column::RoomId))
                 .and(m(message::Column::CreatedAt).gt(rm(room_member::Column::LastReadAt)))
                 .and(m(message::Column::SenderId).ne(rm(room_member::Column::UserId))),
-        )
-        .and_where(rm(room_member::Column::UserId).eq(viewer))
-        .and_where(rm(room_member::Column::RoomId).is_in(room_ids.iter().copied()))
-        .group_by_col((room_member::Entity, room_member::Column::RoomId))
-        .to_owned();
-    super::counts_by(db, &stmt, "room_id").await
+        },
+        viewer,
+        room_ids,
+    )
+    .await
 }

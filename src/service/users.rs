@@ -2,18 +2,19 @@
 
 use entity::user;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Select, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Select, Set, TransactionTrait,
     sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
 
 use crate::{
-    auth::{LoginLimiter, Passwords},
+    auth::{Keys, LoginLimiter, Passwords},
     error::{AppError, AppResult},
     service::{
         char_len, new_id, now,
         page::{Page, Slice, SortOrder},
+        sessions::{self, Session},
     },
 };
 
@@ -102,6 +103,14 @@ fn lower(col: user::Column) -> Expr {
     Func::lower(Expr::col(col)).into()
 }
 
+/// The users among `ids` (a DataLoader batch).
+pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
@@ -130,12 +139,14 @@ async fn find_by_login(db: &impl ConnectionTrait, login: &str) -> AppResult<Opti
         .await?)
 }
 
-/// Creates the account. The caller issues its first session in `txn`.
+/// Creates the account and its first session. The password is hashed before
+/// the transaction begins: no connection waits on bcrypt.
 pub async fn register(
-    txn: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     passwords: &Passwords,
+    keys: &Keys,
     input: Registration,
-) -> AppResult<user::Model> {
+) -> AppResult<(user::Model, Session)> {
     validate_username(&input.username)?;
     let email = input.email.trim().to_owned();
     validate_email(&email)?;
@@ -144,12 +155,14 @@ pub async fn register(
     if let Some(name) = &display_name {
         validate_display_name(name)?;
     }
-    if find_by_username(txn, &input.username).await?.is_some() {
+    let password_hash = passwords.hash(&input.password).await?;
+    let txn = db.begin().await?;
+    if find_by_username(&txn, &input.username).await?.is_some() {
         return Err(AppError::Conflict("that username is taken".into()));
     }
     let email_taken = user::Entity::find()
         .filter(lower(user::Column::Email).eq(email.to_lowercase()))
-        .one(txn)
+        .one(&txn)
         .await?
         .is_some();
     if email_taken {
@@ -157,7 +170,6 @@ pub async fn register(
             "that email address is already registered".into(),
         ));
     }
-    let password_hash = passwords.hash(&input.password).await?;
     let now = now();
     let model = user::ActiveModel {
         id: Set(new_id()),
@@ -173,7 +185,10 @@ pub async fn register(
         updated_at: Set(now),
     };
     // A concurrent registration of the same name loses on the unique index: CONFLICT.
-    Ok(model.insert(txn).await?)
+    let user = model.insert(&txn).await?;
+    let session = sessions::issue(&txn, keys, user.id, new_id()).await?;
+    txn.commit().await?;
+    Ok((user, session))
 }
 
 /// The user whose credentials these are. Unknown login and wrong password

@@ -458,7 +458,7 @@ async fn two_instances_on_one_database_share_accounts_and_signing_keys() {
 
 #[tokio::test]
 async fn repeated_failed_logins_are_rate_limited_per_login() {
-    let app = TestApp::spawn_with(|c| c.login_max_failures = 3).await;
+    let app = TestApp::spawn_with(|c| c.limits.login_max_failures = 3).await;
     app.register("rita").await;
     let attempt = |login: &'static str, password: &'static str| {
         app.gql(

@@ -9,6 +9,7 @@ mod auth;
 mod chat;
 mod cli;
 mod http_protocol;
+mod layers;
 mod migrations;
 mod schema;
 mod social;

@@ -5,7 +5,7 @@
 //! `TEST_DATABASE_URL=postgres://…`, a database cloned from a template that is
 //! migrated once per test run.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
 
 use axum::{
     body::Body,
@@ -152,7 +152,7 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path) -> Config {
     // A fresh random key per app: no key lives in the repository.
     config.jwt_secret = Some(confab::auth::token::random_secret());
     config.data_dir = data_dir.to_path_buf();
-    config.ws_init_timeout = Duration::from_millis(1500);
+    config.limits.ws_init_timeout = Duration::from_millis(1500);
     config
 }
 
@@ -259,6 +259,7 @@ impl TestApp {
             .await;
         let value: Value = serde_json::from_slice(&body).expect("JSON response");
         assert_every_error_has_code(&value);
+        self.assert_no_uncoded_errors();
         (status, value)
     }
 
@@ -293,6 +294,16 @@ impl TestApp {
         }
     }
 
+    /// A resolver error that reached a response without a code is a bug the
+    /// server papers over as INTERNAL_SERVER_ERROR (and logs): fail on it.
+    pub fn assert_no_uncoded_errors(&self) {
+        let uncoded = self.app.state.uncoded_errors.load(Ordering::Relaxed);
+        assert_eq!(
+            uncoded, 0,
+            "{uncoded} field error(s) left a resolver without extensions.code (see the log)"
+        );
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/graphql/ws", self.addr)
     }
@@ -300,6 +311,10 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // Subscriptions and WebSocket requests answer outside `gql_raw`.
+        if !std::thread::panicking() {
+            self.assert_no_uncoded_errors();
+        }
         self.app.begin_shutdown();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -234,7 +234,7 @@ async fn unknown_subprotocols_are_refused() {
 
 #[tokio::test]
 async fn websocket_connections_are_capped() {
-    let app = TestApp::spawn_with(|c| c.max_ws_connections = 1).await;
+    let app = TestApp::spawn_with(|c| c.limits.ws_connections = 1).await;
     let first = init(&app, "graphql-transport-ws", json!({})).await;
     let mut request = app.ws_url().into_client_request().unwrap();
     request.headers_mut().insert(

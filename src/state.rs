@@ -1,0 +1,30 @@
+//! What every request may need, built once by `app`. Imports nothing above it.
+
+use std::sync::{Arc, atomic::AtomicU64};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Semaphore, watch};
+
+use crate::{
+    auth::{Keys, LoginLimiter, Passwords},
+    config::Config,
+    realtime::Broker,
+};
+
+/// Cheap to clone: every field is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub broker: Arc<dyn Broker>,
+    pub keys: Keys,
+    pub passwords: Passwords,
+    pub login_limiter: LoginLimiter,
+    /// One permit per open WebSocket.
+    pub ws_connections: Arc<Semaphore>,
+    pub config: Arc<Config>,
+    /// Flips to true when the server is shutting down; live sockets close.
+    pub shutdown: watch::Receiver<bool>,
+    /// Field errors that reached a response without `extensions.code`: each
+    /// one is a bug in a resolver (logged where it happens). Tests assert zero.
+    pub uncoded_errors: Arc<AtomicU64>,
+}
