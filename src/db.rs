@@ -5,9 +5,15 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
-/// Connects to `url`. SQLite gets WAL and a single pooled connection: every
-/// write is then serialised in-process instead of failing with SQLITE_BUSY
-/// when two deferred transactions upgrade at once.
+/// Connects to `url`. SQLite gets WAL and a single pooled connection, for
+/// two reasons:
+/// - every write is serialised in-process instead of failing with
+///   SQLITE_BUSY when two deferred transactions upgrade at once;
+/// - it is what keeps commit order on SQLite: a transaction holds the one
+///   connection until it ends, so transactions, and the events they announce
+///   from inside (`realtime::MemoryBroker::publish_in`), happen in commit
+///   order, and a woken subscriber's read waits for the commit. A larger
+///   pool would break the one order every subscriber sees.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
         && !dir.as_os_str().is_empty()

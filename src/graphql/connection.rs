@@ -48,6 +48,20 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
+    pub fn new(
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Self {
+        Self {
+            first,
+            after,
+            last,
+            before,
+        }
+    }
+
     /// Forward-only lists take `first`/`after`.
     pub fn forward(first: Option<i32>, after: Option<String>) -> Self {
         Self {

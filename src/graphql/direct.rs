@@ -129,12 +129,7 @@ impl DirectQuery {
     ) -> async_graphql::Result<DirectMessageConnection> {
         let viewer = ctx.require_viewer()?;
         let peer = id::decode(&with_user_id, NodeType::User)?;
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = PageArgs::new(first, after, last, before);
         let page = args.page(ListKind::DirectMessages)?;
         let slice = direct::thread_messages(ctx.db(), viewer.user_id, peer, &page).await?;
         Ok(DirectMessageConnection::new(slice, |m| DirectMessageEdge {

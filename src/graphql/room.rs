@@ -101,12 +101,7 @@ impl Room {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<RoomMemberConnection> {
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = PageArgs::new(first, after, last, before);
         let page = args.page(ListKind::Members)?;
         self.require_member(ctx).await?;
         let slice = rooms::members(ctx.db(), self.0.id, &page).await?;
@@ -136,12 +131,7 @@ impl Room {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<MessageConnection> {
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = PageArgs::new(first, after, last, before);
         let page = args.page(ListKind::Messages)?;
         self.require_member(ctx).await?;
         let slice = rooms::messages(ctx.db(), self.0.id, &page).await?;
@@ -249,12 +239,7 @@ impl RoomQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<RoomConnection> {
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = PageArgs::new(first, after, last, before);
         let page = args.page(ListKind::Rooms)?;
         let slice = rooms::list(ctx.db(), &page).await?;
         Ok(RoomConnection::new(slice, |r| RoomEdge {

@@ -128,12 +128,7 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<social::UserConnection> {
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = PageArgs::new(first, after, last, before);
         social::user_connections(ctx, &self.model, Side::Followers, args).await
     }
 
@@ -146,12 +141,7 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<social::UserConnection> {
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = PageArgs::new(first, after, last, before);
         social::user_connections(ctx, &self.model, Side::Following, args).await
     }
 
@@ -165,12 +155,7 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<social::PostConnection> {
-        let args = PageArgs {
-            first,
-            after,
-            last,
-            before,
-        };
+        let args = PageArgs::new(first, after, last, before);
         social::user_posts(ctx, &self.model, args).await
     }
 }
