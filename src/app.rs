@@ -16,6 +16,7 @@ use crate::{
     error::BoxError,
     graphql::Endpoint,
     realtime::{Broker, MemoryBroker, PgBroker},
+    service::room_stream::LiveRooms,
     state::AppState,
 };
 
@@ -65,6 +66,7 @@ impl App {
             login_limiter: LoginLimiter::new(limits.login_max_failures, limits.login_window),
             ws_connections: Arc::new(tokio::sync::Semaphore::new(limits.ws_connections)),
             config: Arc::new(config),
+            live_rooms: LiveRooms::default(),
             shutdown,
             uncoded_errors: Arc::new(AtomicU64::new(0)),
         };

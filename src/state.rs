@@ -9,6 +9,7 @@ use crate::{
     auth::{Keys, LoginLimiter, Passwords},
     config::Config,
     realtime::Broker,
+    service::room_stream::LiveRooms,
 };
 
 /// Cheap to clone: every field is shared.
@@ -22,6 +23,8 @@ pub struct AppState {
     /// One permit per open WebSocket.
     pub ws_connections: Arc<Semaphore>,
     pub config: Arc<Config>,
+    /// This instance's live rooms: one reader per room, shared by its subscribers.
+    pub live_rooms: LiveRooms,
     /// Flips to true when the server is shutting down; live sockets close.
     pub shutdown: watch::Receiver<bool>,
     /// Field errors that reached a response without `extensions.code`: each

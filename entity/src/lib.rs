@@ -9,5 +9,6 @@ pub mod message;
 pub mod post;
 pub mod refresh_token;
 pub mod room;
+pub mod room_event;
 pub mod room_member;
 pub mod user;

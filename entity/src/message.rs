@@ -10,6 +10,8 @@ pub struct Model {
     pub content: String,
     pub client_message_id: Option<String>,
     pub created_at: DateTimeUtc,
+    /// Position in the room's stream: commit order.
+    pub seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

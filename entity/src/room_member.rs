@@ -9,6 +9,8 @@ pub struct Model {
     pub user_id: Uuid,
     pub joined_at: DateTimeUtc,
     pub last_read_at: DateTimeUtc,
+    /// Everything up to this position of the room's stream is read.
+    pub last_read_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

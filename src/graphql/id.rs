@@ -93,7 +93,8 @@ impl ListKind {
             Self::Rooms => "rooms",
             Self::MyRooms => "my-rooms",
             Self::Members => "members",
-            Self::Messages => "messages",
+            // Positions in the room's stream (an earlier format held timestamps).
+            Self::Messages => "history",
             Self::DirectMessages => "dms",
             Self::Conversations => "conversations",
             Self::Followers => "followers",
@@ -120,6 +121,15 @@ impl CursorKey for DateTime<Utc> {
     }
     fn from_text(s: &str) -> Option<Self> {
         DateTime::from_timestamp_micros(s.parse().ok()?)
+    }
+}
+
+impl CursorKey for i64 {
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+    fn from_text(s: &str) -> Option<Self> {
+        s.parse().ok()
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Subscription};
-use entity::{message, room};
+use entity::{message, room, user};
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ use crate::{
         user::User,
     },
     service::{
-        live,
+        room_stream::{self, LiveMessage},
         rooms::{self, NewMessage, RoomChanges},
     },
 };
@@ -136,7 +136,7 @@ impl Room {
         self.require_member(ctx).await?;
         let slice = rooms::messages(ctx.db(), self.0.id, &page).await?;
         Ok(MessageConnection::new(slice, |m| MessageEdge {
-            cursor: encode_cursor(ListKind::Messages, &m.created_at, m.id),
+            cursor: encode_cursor(ListKind::Messages, &m.seq, m.id),
             node: Message::new(m),
         }))
     }
@@ -147,11 +147,25 @@ connection!(RoomConnection, RoomEdge, Room);
 connection!(MessageConnection, MessageEdge, Message);
 
 #[derive(Clone)]
-pub struct Message(pub Arc<message::Model>);
+pub struct Message {
+    pub model: Arc<message::Model>,
+    /// The sender, when the caller has it already (a live room's shared read).
+    sender: Option<Arc<user::Model>>,
+}
 
 impl Message {
     pub fn new(model: message::Model) -> Self {
-        Self(Arc::new(model))
+        Self {
+            model: Arc::new(model),
+            sender: None,
+        }
+    }
+
+    fn live(live: LiveMessage) -> Self {
+        Self {
+            model: live.message,
+            sender: live.sender,
+        }
     }
 
     /// A message, for a member of its room only.
@@ -165,37 +179,43 @@ impl Message {
         let membership = ctx.loaders().memberships.load_one(message.room_id).await?;
         Ok(rooms::check_reader(membership.as_deref())
             .is_ok()
-            .then_some(Self(message)))
+            .then_some(Self {
+                model: message,
+                sender: None,
+            }))
     }
 }
 
 #[Object]
 impl Message {
     pub async fn id(&self) -> ID {
-        id::encode(NodeType::Message, self.0.id)
+        id::encode(NodeType::Message, self.model.id)
     }
 
     async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<Room> {
-        Ok(Room::load(ctx, self.0.room_id)
+        Ok(Room::load(ctx, self.model.room_id)
             .await?
             .ok_or_else(|| AppError::not_found("room not found"))?)
     }
 
     async fn sender(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
-        User::load_required(ctx, self.0.sender_id).await
+        match &self.sender {
+            Some(sender) => Ok(User::from_arc(sender.clone())),
+            None => User::load_required(ctx, self.model.sender_id).await,
+        }
     }
 
     async fn content(&self) -> &str {
-        &self.0.content
+        &self.model.content
     }
 
     /// The sender's own id for this send, echoed back; used to make retries idempotent.
     async fn client_message_id(&self) -> Option<&str> {
-        self.0.client_message_id.as_deref()
+        self.model.client_message_id.as_deref()
     }
 
     async fn created_at(&self) -> DateTime {
-        self.0.created_at.into()
+        self.model.created_at.into()
     }
 }
 
@@ -305,7 +325,9 @@ impl RoomMutation {
             name,
             description: input.description.into(),
         };
-        let room = rooms::update(ctx.db(), viewer.user_id, room_id, changes).await?;
+        let state = ctx.state();
+        let broker = state.broker.as_ref();
+        let room = rooms::update(&state.db, broker, viewer.user_id, room_id, changes).await?;
         Ok(Room::new(room))
     }
 
@@ -321,9 +343,9 @@ impl RoomMutation {
     async fn join_room(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
         let viewer = ctx.require_viewer()?;
         let room_id = id::decode(&room_id, NodeType::Room)?;
-        Ok(Room::new(
-            rooms::join(ctx.db(), viewer.user_id, room_id).await?,
-        ))
+        let state = ctx.state();
+        let room = rooms::join(&state.db, state.broker.as_ref(), viewer.user_id, room_id).await?;
+        Ok(Room::new(room))
     }
 
     /// Ends the leaver's live subscriptions to the room.
@@ -376,13 +398,14 @@ impl RoomSubscription {
         let viewer = ctx.require_viewer()?;
         let room_id = id::decode(&room_id, NodeType::Room)?;
         let state = ctx.state();
-        let feed = live::room_messages(
-            state.db.clone(),
+        let feed = room_stream::room_messages(
+            &state.db,
             state.broker.as_ref(),
+            &state.live_rooms,
             viewer.user_id,
             room_id,
         )
         .await?;
-        Ok(feed.into_stream().map(Message::new))
+        Ok(feed.into_stream().map(Message::live))
     }
 }

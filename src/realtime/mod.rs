@@ -1,8 +1,8 @@
 //! Live events between a committed write and the subscriptions it concerns.
 //!
-//! Events are wake-ups carrying ids, never payloads: a subscriber re-reads
-//! the database from its last position, so one that lagged catches up with no
-//! gap and no duplicate. Every buffer is bounded. Events are routed per topic
+//! Events are wake-ups carrying positions and ids, never payloads: a reader
+//! re-reads the database from its last position, so one that lagged catches
+//! up with no gap and no duplicate. Every buffer is bounded. Events are routed per topic
 //! (a room, a user), so a delivery costs only the subscribers it concerns.
 
 mod hub;
@@ -29,16 +29,14 @@ pub enum Topic {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    /// A message was committed in a room.
-    Message { room_id: Uuid, message_id: Uuid },
+    /// The room's stream has committed every position up to `seq` (positions
+    /// are committed in order, so none before it is still missing).
+    RoomStream { room_id: Uuid, seq: i64 },
+    /// The room is gone, and with it its stream.
+    RoomDeleted { room_id: Uuid },
     /// A direct message was committed between two users.
     DirectMessage { message_id: Uuid },
-    /// `user_id` left the room, or (None) the room was deleted.
-    MembershipEnded {
-        room_id: Uuid,
-        user_id: Option<Uuid>,
-    },
-    /// Events may have been missed (the broker reconnected): re-read.
+    /// Events may have been missed (the broker reconnected, a receiver lagged): re-read.
     Resync,
 }
 

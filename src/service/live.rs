@@ -1,4 +1,5 @@
-//! Live feeds behind the subscriptions: gap-free, exactly once, in commit order.
+//! The live feed of a user's direct messages: gap-free, exactly once, in
+//! commit order. (Rooms have streams with positions: `room_stream`.)
 //!
 //! A feed subscribes to its broker topic before it reads anything. A send
 //! announces its row from inside its transaction (PostgreSQL: NOTIFY, which
@@ -21,15 +22,15 @@ use std::{
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::{direct_message, message};
+use entity::direct_message;
 use futures_util::{FutureExt, Stream};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::{
     error::AppResult,
-    realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver},
-    service::{direct, now, rooms},
+    realtime::{Broker, Event, Topic, TopicReceiver},
+    service::{direct, now},
 };
 
 /// How late (after its created_at) a row may commit and still be delivered.
@@ -118,60 +119,6 @@ pub enum Effect {
     Ignore,
 }
 
-pub struct RoomMessages {
-    pub room_id: Uuid,
-    pub viewer: Uuid,
-    /// Counts this feed as live until it ends (`rooms::leave` and `rooms::delete` wait for that).
-    _live: RoomFeedGuard,
-}
-
-impl Source for RoomMessages {
-    type Row = message::Model;
-
-    fn key(row: &message::Model) -> (DateTime<Utc>, Uuid) {
-        (row.created_at, row.id)
-    }
-
-    async fn read(
-        &self,
-        db: &DatabaseConnection,
-        since: DateTime<Utc>,
-        after: Option<(DateTime<Utc>, Uuid)>,
-    ) -> AppResult<Vec<message::Model>> {
-        rooms::messages_since(db, self.room_id, since, after, READ_BATCH).await
-    }
-
-    async fn allowed(&self, db: &DatabaseConnection) -> AppResult<bool> {
-        rooms::may_read(db, self.room_id, self.viewer).await
-    }
-
-    fn classify(&self, event: &Event) -> Effect {
-        match *event {
-            Event::Message {
-                room_id,
-                message_id,
-            } if room_id == self.room_id => Effect::Deliver(message_id),
-            Event::Message { .. } | Event::DirectMessage { .. } => Effect::Ignore,
-            // This member left, or the room is gone; another member's leave changes nothing here.
-            Event::MembershipEnded { room_id, user_id }
-                if room_id == self.room_id && user_id.is_none_or(|u| u == self.viewer) =>
-            {
-                Effect::End
-            }
-            Event::MembershipEnded { .. } => Effect::Ignore,
-            Event::Resync => Effect::Reread,
-        }
-    }
-
-    async fn read_ids(
-        &self,
-        db: &DatabaseConnection,
-        ids: &[Uuid],
-    ) -> AppResult<Vec<message::Model>> {
-        rooms::messages_by_ids(db, self.room_id, ids).await
-    }
-}
-
 pub struct DirectMessages {
     pub viewer: Uuid,
 }
@@ -199,7 +146,7 @@ impl Source for DirectMessages {
     fn classify(&self, event: &Event) -> Effect {
         match *event {
             Event::DirectMessage { message_id } => Effect::Deliver(message_id),
-            Event::Message { .. } | Event::MembershipEnded { .. } => Effect::Ignore,
+            Event::RoomStream { .. } | Event::RoomDeleted { .. } => Effect::Ignore,
             Event::Resync => Effect::Reread,
         }
     }
@@ -241,28 +188,6 @@ pub struct Feed<S: Source> {
     pending: VecDeque<S::Row>,
     /// Where an unfinished re-read continues (the last batch was full).
     scan: Option<(DateTime<Utc>, Uuid)>,
-}
-
-/// New messages in a room for one of its members: FORBIDDEN for others.
-pub async fn room_messages(
-    db: DatabaseConnection,
-    broker: &dyn Broker,
-    viewer: Uuid,
-    room_id: Uuid,
-) -> AppResult<Feed<RoomMessages>> {
-    let events = broker.subscribe(Topic::Room(room_id));
-    rooms::require_member(&db, room_id, viewer).await?;
-    let _live = broker.hub().room_feeds().register(room_id, viewer);
-    Feed::start(
-        db,
-        RoomMessages {
-            room_id,
-            viewer,
-            _live,
-        },
-        events,
-    )
-    .await
 }
 
 /// New direct messages sent to or by `viewer`.

@@ -6,6 +6,7 @@ pub mod geo;
 pub mod live;
 pub mod page;
 pub mod posts;
+pub mod room_stream;
 pub mod rooms;
 pub mod sessions;
 pub mod users;

@@ -3,17 +3,28 @@
 //! Rooms are public; reading or writing a room's messages and members needs
 //! membership. A room's latest activity is derived from the messages index
 //! (MAX(created_at) per room), never kept in a row every send would update.
+//!
+//! Every room has a stream: positions 1, 2, 3… handed out by `next_seq`,
+//! which locks the room's row until the transaction ends, so positions are
+//! committed in order: the stream's order is the commit order. Everything
+//! stored in a room (a message, a join, a leave, an update) takes the next
+//! position and is appended to `room_events`; history, catch-up, unread
+//! counts and live feeds all read by position.
 
 use std::collections::HashMap;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{message, room, room_member};
+use entity::{
+    message, room,
+    room_event::{self, RoomEventKind},
+    room_member,
+};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QuerySelect, Set, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -23,7 +34,7 @@ use crate::{
     service::{
         UnreadCount, char_len, count_unread, insert_unless_retry, new_id, now,
         page::{Page, Slice, SortOrder},
-        stamped_since, validate_client_message_id, validate_content,
+        validate_client_message_id, validate_content,
     },
 };
 
@@ -97,9 +108,49 @@ pub async fn require_member(
     Ok(room)
 }
 
-/// Whether `user_id` may still read `room_id` (a live feed asks after every read).
-pub async fn may_read(db: &impl ConnectionTrait, room_id: Uuid, user_id: Uuid) -> AppResult<bool> {
-    Ok(check_reader(membership(db, room_id, user_id).await?.as_ref()).is_ok())
+/// Takes the room's next stream position. The UPDATE locks the room's row
+/// until the transaction ends, so positions are handed out, and committed,
+/// in order. NOT_FOUND when the room is gone.
+async fn next_seq(txn: &DatabaseTransaction, room_id: Uuid) -> AppResult<i64> {
+    let bump = Query::update()
+        .table(room::Entity)
+        .value(
+            room::Column::LastSeq,
+            Expr::col(room::Column::LastSeq).add(1),
+        )
+        .and_where(Expr::col(room::Column::Id).eq(room_id))
+        .returning_col(room::Column::LastSeq)
+        .to_owned();
+    let row = txn
+        .query_one(&bump)
+        .await?
+        .ok_or_else(|| AppError::not_found("room not found"))?;
+    Ok(row.try_get::<i64>("", "last_seq")?)
+}
+
+/// Appends what happened at `seq` to the room's stream and announces it from
+/// inside the transaction: subscribers hear of it at commit, in commit order.
+async fn append(
+    txn: &DatabaseTransaction,
+    broker: &dyn Broker,
+    room_id: Uuid,
+    seq: i64,
+    kind: RoomEventKind,
+    message_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+) -> AppResult<()> {
+    room_event::Entity::insert(room_event::ActiveModel {
+        room_id: Set(room_id),
+        seq: Set(seq),
+        kind: Set(kind),
+        message_id: Set(message_id),
+        user_id: Set(user_id),
+        created_at: Set(now()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    let event = Event::RoomStream { room_id, seq };
+    broker.publish_in(txn, Topic::Room(room_id), event).await
 }
 
 pub async fn create(
@@ -114,6 +165,7 @@ pub async fn create(
     }
     let now = now();
     let txn = db.begin().await?;
+    // The creator's join is the stream's first position.
     let room = room::ActiveModel {
         id: Set(new_id()),
         name: Set(name),
@@ -121,6 +173,7 @@ pub async fn create(
         created_by: Set(creator),
         created_at: Set(now),
         updated_at: Set(now),
+        last_seq: Set(1),
     }
     .insert(&txn)
     .await?;
@@ -129,16 +182,28 @@ pub async fn create(
         user_id: Set(creator),
         joined_at: Set(now),
         last_read_at: Set(now),
+        last_read_seq: Set(1),
     }
     .insert(&txn)
+    .await?;
+    room_event::Entity::insert(room_event::ActiveModel {
+        room_id: Set(room.id),
+        seq: Set(1),
+        kind: Set(RoomEventKind::MemberJoined),
+        message_id: Set(None),
+        user_id: Set(Some(creator)),
+        created_at: Set(now),
+    })
+    .exec_without_returning(&txn)
     .await?;
     txn.commit().await?;
     Ok(room)
 }
 
-/// Creator only.
+/// Creator only; a position of the room's stream.
 pub async fn update(
     db: &DatabaseConnection,
+    broker: &dyn Broker,
     viewer: Uuid,
     room_id: Uuid,
     changes: RoomChanges,
@@ -160,7 +225,11 @@ pub async fn update(
         model.description = Set(description);
     }
     model.updated_at = Set(now());
-    let room = model.update(&txn).await?;
+    let seq = next_seq(&txn, room_id).await?;
+    let mut room = model.update(&txn).await?;
+    room.last_seq = seq;
+    let kind = RoomEventKind::RoomUpdated;
+    append(&txn, broker, room_id, seq, kind, None, Some(viewer)).await?;
     txn.commit().await?;
     Ok(room)
 }
@@ -179,10 +248,7 @@ pub async fn delete(
         return Err(AppError::forbidden("only the room's creator may delete it"));
     }
     room::Entity::delete_by_id(room_id).exec(&txn).await?;
-    let ended = Event::MembershipEnded {
-        room_id,
-        user_id: None,
-    };
+    let ended = Event::RoomDeleted { room_id };
     broker.publish_in(&txn, Topic::Room(room_id), ended).await?;
     txn.commit().await?;
     end_feeds(broker, room_id, None).await;
@@ -192,8 +258,8 @@ pub async fn delete(
 /// Waits until this instance's live feeds of `room_id` (for `user_id`, or
 /// for everyone) have ended, so their `complete` is on its way before the
 /// mutation answers. Feeds on other instances end as the event reaches them;
-/// none delivers a message sent after the commit, since every feed re-checks
-/// `may_read` after each read.
+/// none delivers a message sent after the leave, which comes before it in the
+/// room's stream.
 async fn end_feeds(broker: &dyn Broker, room_id: Uuid, user_id: Option<Uuid>) {
     let feeds = broker.hub().room_feeds();
     if !feeds.until_ended(room_id, user_id, END_FEEDS_WAIT).await {
@@ -201,53 +267,76 @@ async fn end_feeds(broker: &dyn Broker, room_id: Uuid, user_id: Option<Uuid>) {
     }
 }
 
-/// Idempotent: joining again keeps the first joinedAt and read mark.
+/// Idempotent: joining again keeps the first joinedAt and read mark. A new
+/// member has read everything that came before (their own join included).
 pub async fn join(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
     viewer: Uuid,
     room_id: Uuid,
 ) -> AppResult<room::Model> {
     let room = require_room(db, room_id).await?;
+    if membership(db, room_id, viewer).await?.is_some() {
+        return Ok(room);
+    }
+    let txn = db.begin().await?;
+    let seq = next_seq(&txn, room_id).await?;
     let now = now();
-    // A new member has read everything that came before they joined.
-    room_member::Entity::insert(room_member::ActiveModel {
+    let joined = room_member::Entity::insert(room_member::ActiveModel {
         room_id: Set(room_id),
         user_id: Set(viewer),
         joined_at: Set(now),
         last_read_at: Set(now),
+        last_read_seq: Set(seq),
     })
     .on_conflict_do_nothing_on([room_member::Column::RoomId, room_member::Column::UserId])
-    .exec_without_returning(db)
+    .exec_without_returning(&txn)
     .await?;
-    Ok(room)
+    if !matches!(joined, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        // A concurrent join of the same user came first.
+        txn.rollback().await?;
+        return Ok(room);
+    }
+    let kind = RoomEventKind::MemberJoined;
+    append(&txn, broker, room_id, seq, kind, None, Some(viewer)).await?;
+    txn.commit().await?;
+    Ok(room::Model {
+        last_seq: seq,
+        ..room
+    })
 }
 
-/// Idempotent. Ends the leaver's live feeds of the room (see `end_feeds`).
+/// Idempotent. The leave is a position of the room's stream: it ends the
+/// leaver's live feeds there (see `end_feeds`).
 pub async fn leave(
     db: &DatabaseConnection,
     broker: &dyn Broker,
     viewer: Uuid,
     room_id: Uuid,
 ) -> AppResult<room::Model> {
+    let room = require_room(db, room_id).await?;
+    if membership(db, room_id, viewer).await?.is_none() {
+        return Ok(room);
+    }
     let txn = db.begin().await?;
-    let room = require_room(&txn, room_id).await?;
+    let seq = next_seq(&txn, room_id).await?;
     let left = room_member::Entity::delete_by_id((room_id, viewer))
         .exec(&txn)
         .await?
         .rows_affected
         > 0;
-    if left {
-        let ended = Event::MembershipEnded {
-            room_id,
-            user_id: Some(viewer),
-        };
-        broker.publish_in(&txn, Topic::Room(room_id), ended).await?;
+    if !left {
+        txn.rollback().await?;
+        return Ok(room);
     }
+    let kind = RoomEventKind::MemberLeft;
+    append(&txn, broker, room_id, seq, kind, None, Some(viewer)).await?;
     txn.commit().await?;
-    if left {
-        end_feeds(broker, room_id, Some(viewer)).await;
-    }
-    Ok(room)
+    end_feeds(broker, room_id, Some(viewer)).await;
+    Ok(room::Model {
+        last_seq: seq,
+        ..room
+    })
 }
 
 pub async fn mark_read(
@@ -256,8 +345,10 @@ pub async fn mark_read(
     room_id: Uuid,
 ) -> AppResult<room::Model> {
     let room = require_member(db, room_id, viewer).await?;
+    // Up to the newest position committed now; a later send is unread.
     room_member::Entity::update_many()
         .col_expr(room_member::Column::LastReadAt, Expr::value(now()))
+        .col_expr(room_member::Column::LastReadSeq, Expr::value(room.last_seq))
         .filter(room_member::Column::RoomId.eq(room_id))
         .filter(room_member::Column::UserId.eq(viewer))
         .exec(db)
@@ -323,15 +414,17 @@ pub async fn members(
     Ok(page.finish(select.all(db).await?))
 }
 
-/// A room's history, oldest first. The caller checked membership.
+/// A room's history in stream (commit) order, oldest first: a message that
+/// commits after a page was read never sorts before that page's end. The
+/// caller checked membership.
 pub async fn messages(
     db: &impl ConnectionTrait,
     room_id: Uuid,
-    page: &Page<DateTime<Utc>>,
+    page: &Page<i64>,
 ) -> AppResult<Slice<message::Model>> {
     let select = page.apply(
         message::Entity::find().filter(message::Column::RoomId.eq(room_id)),
-        Expr::col((message::Entity, message::Column::CreatedAt)),
+        Expr::col((message::Entity, message::Column::Seq)),
         Expr::col((message::Entity, message::Column::Id)),
         SortOrder::Asc,
     );
@@ -344,8 +437,8 @@ pub struct NewMessage {
     pub client_message_id: Option<String>,
 }
 
-/// Members only. Stores a message and announces it in the same transaction
-/// (so announcements come in commit order). A retry with the same
+/// Members only. Stores a message at the room's next stream position and
+/// announces it in the same transaction. A retry with the same
 /// clientMessageId stores and announces nothing and returns the first message.
 pub async fn send(
     db: &DatabaseConnection,
@@ -355,11 +448,11 @@ pub async fn send(
 ) -> AppResult<message::Model> {
     validate_content(&input.content)?;
     validate_client_message_id(input.client_message_id.as_deref())?;
-    // The timestamp is taken once the connection is held, so the time from
-    // created_at to commit stays short: subscriptions look back a bounded
-    // window for rows that commit after later-stamped ones.
     let txn = db.begin().await?;
-    require_member(&txn, input.room_id, viewer).await?;
+    // The position first: its row lock also holds off a concurrent leave,
+    // so the membership read next stays true until the commit.
+    let seq = next_seq(&txn, input.room_id).await?;
+    check_reader(membership(&txn, input.room_id, viewer).await?.as_ref())?;
     let model = message::Model {
         id: new_id(),
         room_id: input.room_id,
@@ -367,6 +460,7 @@ pub async fn send(
         content: input.content,
         client_message_id: input.client_message_id,
         created_at: now(),
+        seq,
     };
     let retry = [message::Column::SenderId, message::Column::ClientMessageId];
     if let Some(first) =
@@ -375,49 +469,66 @@ pub async fn send(
         txn.rollback().await?;
         return Ok(first);
     }
-    let event = Event::Message {
-        room_id: model.room_id,
-        message_id: model.id,
-    };
-    broker
-        .publish_in(&txn, Topic::Room(model.room_id), event)
-        .await?;
+    let kind = RoomEventKind::Message;
+    append(
+        &txn,
+        broker,
+        model.room_id,
+        seq,
+        kind,
+        Some(model.id),
+        Some(viewer),
+    )
+    .await?;
     txn.commit().await?;
     Ok(model)
 }
 
-/// The messages of `room_id` among `ids`.
-pub async fn messages_by_ids(
+/// One position of a room's stream, with its message if it holds one.
+pub type StreamEntry = (room_event::Model, Option<message::Model>);
+
+/// The room's stream after position `after`, up to `until` (inclusive) when
+/// given, in order, at most `limit` entries.
+pub async fn events_after(
     db: &impl ConnectionTrait,
     room_id: Uuid,
-    ids: &[Uuid],
-) -> AppResult<Vec<message::Model>> {
-    Ok(message::Entity::find()
-        .filter(message::Column::RoomId.eq(room_id))
-        .filter(message::Column::Id.is_in(ids.iter().copied()))
+    after: i64,
+    until: Option<i64>,
+    limit: u64,
+) -> AppResult<Vec<StreamEntry>> {
+    let mut select = room_event::Entity::find()
+        .filter(room_event::Column::RoomId.eq(room_id))
+        .filter(room_event::Column::Seq.gt(after));
+    if let Some(until) = until {
+        select = select.filter(room_event::Column::Seq.lte(until));
+    }
+    let events = select
+        .order_by_asc(room_event::Column::Seq)
+        .limit(limit)
         .all(db)
-        .await?)
+        .await?;
+    let ids: Vec<Uuid> = events.iter().filter_map(|e| e.message_id).collect();
+    let mut messages: HashMap<Uuid, message::Model> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        find_messages(db, &ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect()
+    };
+    Ok(events
+        .into_iter()
+        .map(|e| {
+            let message = e.message_id.and_then(|id| messages.remove(&id));
+            (e, message)
+        })
+        .collect())
 }
 
-/// Messages of a room stamped at or after `since`, oldest first, after the
-/// keyset position `after` (exclusive), at most `limit`.
-pub async fn messages_since(
-    db: &impl ConnectionTrait,
-    room_id: Uuid,
-    since: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, Uuid)>,
-    limit: u64,
-) -> AppResult<Vec<message::Model>> {
-    let select = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
-    let select = stamped_since(
-        select,
-        Expr::col((message::Entity, message::Column::CreatedAt)),
-        Expr::col((message::Entity, message::Column::Id)),
-        since,
-        after,
-        limit,
-    );
-    Ok(select.all(db).await?)
+/// The newest position of the room's stream; None when the room is gone.
+pub async fn head(db: &impl ConnectionTrait, room_id: Uuid) -> AppResult<Option<i64>> {
+    Ok(find(db, room_id).await?.map(|r| r.last_seq))
 }
 
 // ---- batched lookups for the DataLoaders ----
@@ -487,7 +598,7 @@ pub async fn unread_counts(
             message_id: message::Column::Id,
             unread: m(message::Column::RoomId)
                 .eq(rm(room_member::Column::RoomId))
-                .and(m(message::Column::CreatedAt).gt(rm(room_member::Column::LastReadAt)))
+                .and(m(message::Column::Seq).gt(rm(room_member::Column::LastReadSeq)))
                 .and(m(message::Column::SenderId).ne(rm(room_member::Column::UserId))),
         },
         viewer,

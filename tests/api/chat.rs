@@ -550,8 +550,9 @@ async fn my_rooms_are_ordered_by_latest_activity() {
     let _ = r3;
 }
 
-/// Rows sharing one created_at, inserted directly: the id breaks the tie, so
-/// nothing is skipped or repeated in either direction.
+/// Rows sharing one created_at, inserted directly with ids in reverse order:
+/// history follows the room's stream positions (commit order), so nothing is
+/// skipped or repeated in either direction, whatever the ids and times say.
 #[tokio::test]
 async fn paging_over_messages_sharing_a_timestamp_skips_and_repeats_nothing() {
     use sea_orm::{ActiveModelTrait, Set};
@@ -576,14 +577,25 @@ async fn paging_over_messages_sharing_a_timestamp_skips_and_repeats_nothing() {
             content: Set(content.clone()),
             client_message_id: Set(None),
             created_at: Set(at),
+            // Position 1 is the creator's join.
+            seq: Set(n as i64 + 2),
         }
         .insert(&app.app.state.db)
         .await
         .unwrap();
         expected.push((id, content));
     }
-    expected.sort();
     let expected: Vec<String> = expected.into_iter().map(|(_, c)| c).collect();
+    // The stream's head moves past them, as a send would have moved it.
+    {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        entity::room::Entity::update_many()
+            .col_expr(entity::room::Column::LastSeq, Expr::value(8_i64))
+            .filter(entity::room::Column::Id.eq(room_id))
+            .exec(&app.app.state.db)
+            .await
+            .unwrap();
+    }
 
     // Forward, two at a time.
     let mut seen = Vec::new();
