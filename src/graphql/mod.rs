@@ -46,6 +46,10 @@ pub const MAX_DEPTH: usize = 15;
 pub const MAX_COMPLEXITY: usize = 20_000;
 pub const MAX_ALIASES: usize = 30;
 pub const MAX_DIRECTIVES_PER_FIELD: usize = 5;
+/// Selections with every fragment spread expanded. GraphiQL's full
+/// introspection query has a few hundred; validating this many takes
+/// milliseconds, where a 1 KB document of doubling fragments has millions.
+pub const MAX_EXPANDED_SELECTIONS: usize = 5_000;
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
 pub fn build(state: Option<AppState>, dev_mode: bool) -> ConfabSchema {
@@ -58,7 +62,10 @@ pub fn build(state: Option<AppState>, dev_mode: bool) -> ConfabSchema {
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-    .extension(limits::AliasLimit(MAX_ALIASES));
+    .extension(limits::AliasLimit(MAX_ALIASES))
+    .extension(limits::DocumentGuard {
+        max_selections: MAX_EXPANDED_SELECTIONS,
+    });
     if !dev_mode {
         builder = builder.disable_suggestions();
     }

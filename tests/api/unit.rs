@@ -55,3 +55,41 @@ fn cursors_refuse_other_lists_and_garbage() {
         1234.5
     );
 }
+
+/// GraphiQL 3's introspection query with every option on (graphql-js 16.15
+/// `getIntrospectionQuery`, as web/node_modules renders it).
+pub const GRAPHIQL_INTROSPECTION: &str = "query IntrospectionQuery{__schema{description queryType{name kind}mutationType{name kind}subscriptionType{name kind}types{...FullType}directives{name description isRepeatable locations args(includeDeprecated:true){...InputValue}}}}fragment FullType on __Type{kind name description specifiedByURL isOneOf fields(includeDeprecated:true){name description args(includeDeprecated:true){...InputValue}type{...TypeRef}isDeprecated deprecationReason}inputFields(includeDeprecated:true){...InputValue}interfaces{...TypeRef}enumValues(includeDeprecated:true){name description isDeprecated deprecationReason}possibleTypes{...TypeRef}}fragment InputValue on __InputValue{name description type{...TypeRef}defaultValue isDeprecated deprecationReason}fragment TypeRef on __Type{kind name ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind}}}}}}}}}}";
+
+#[test]
+fn expanded_size_counts_spreads_as_their_fragments() {
+    use async_graphql::parser::parse_query;
+    use confab::graphql::{MAX_EXPANDED_SELECTIONS, limits::expanded_size};
+    let size = |doc: &str| expanded_size(&parse_query(doc).unwrap());
+    assert_eq!(size("{ a b { c } }"), 3);
+    // A spread counts itself plus its fragment, each time it is spread.
+    assert_eq!(
+        size("{ ...F ...F } fragment F on Query { a b }"),
+        2 * (1 + 2)
+    );
+    // Doubling fragments: 2^40 selections, counted without expanding them.
+    let mut bomb = String::from("{ ...F0 }");
+    for i in 0..40 {
+        bomb.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
+    }
+    bomb.push_str(" fragment F40 on Query { a }");
+    assert!(size(&bomb) > 1 << 40);
+    // Cycles end (validation refuses them afterwards).
+    assert_eq!(
+        size("{ ...A } fragment A on Query { a ...B } fragment B on Query { ...A }"),
+        1 + 1 + 1 + 1
+    );
+    let introspection = size(GRAPHIQL_INTROSPECTION);
+    assert!(
+        introspection * 10 < MAX_EXPANDED_SELECTIONS,
+        "introspection is {introspection} selections"
+    );
+}

@@ -1,0 +1,156 @@
+//! Issue 9 (hardening): hostile documents and inputs, the login limiter,
+//! token claims. Each test failed before its fix.
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, error_code};
+
+const LOGIN: &str = "mutation($i: LoginInput!) { login(input: $i) { accessToken } }";
+const USER: &str = "query($u: String!) { user(username: $u) { username } }";
+
+/// `query { ...F0 }` with F0 … F(levels-2) each spreading the next twice:
+/// 2^(levels-1) `__typename`s once expanded, in under 1 KB.
+fn fragment_bomb(levels: usize) -> String {
+    let mut doc = String::from("query { ...F0 }");
+    for i in 0..levels - 1 {
+        let next = i + 1;
+        doc.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{next} ...F{next} }}"
+        ));
+    }
+    doc.push_str(&format!(
+        " fragment F{} on Query {{ __typename }}",
+        levels - 1
+    ));
+    doc
+}
+
+fn has_no_data(res: &Value) -> bool {
+    res.get("data").is_none_or(Value::is_null)
+}
+
+#[tokio::test]
+async fn fragment_explosion_is_refused_before_validation() {
+    let app = TestApp::spawn().await;
+    let bomb = fragment_bomb(24);
+    assert!(bomb.len() < 1024, "{} bytes", bomb.len());
+    let res = app.gql(None, &bomb, json!({})).await;
+    assert_eq!(error_code(&res), "GRAPHQL_VALIDATION_FAILED", "{res}");
+    assert!(has_no_data(&res), "{res}");
+    // The server is free right after.
+    let data = app.ok(None, "{ __typename }", json!({})).await;
+    assert_eq!(data["__typename"], "Query");
+    // A small document of the same shape still runs.
+    let data = app.ok(None, &fragment_bomb(4), json!({})).await;
+    assert_eq!(data["__typename"], "Query");
+}
+
+#[tokio::test]
+async fn fragment_cycles_are_validation_errors() {
+    let app = TestApp::spawn().await;
+    let cycle =
+        "query { ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }";
+    let res = app.gql(None, cycle, json!({})).await;
+    assert_eq!(error_code(&res), "GRAPHQL_VALIDATION_FAILED", "{res}");
+    app.ok(None, "{ __typename }", json!({})).await;
+}
+
+#[tokio::test]
+async fn graphiql_full_introspection_query_fits_the_bound() {
+    let app = TestApp::spawn().await;
+    let data = app
+        .ok(None, crate::unit::GRAPHIQL_INTROSPECTION, json!({}))
+        .await;
+    assert_eq!(data["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn one_auth_mutation_per_document() {
+    let app = TestApp::spawn().await;
+    app.register("rita").await;
+    let creds = json!({ "i": { "login": "rita", "password": "correct horse" } });
+    let docs = [
+        "mutation($i: LoginInput!) { a: login(input: $i) { accessToken } b: login(input: $i) { accessToken } }",
+        "mutation($i: LoginInput!) { login(input: $i) { accessToken } ...F } fragment F on Mutation { again: login(input: $i) { accessToken } }",
+        "mutation($i: LoginInput!) { login(input: $i) { accessToken } ... on Mutation { r: refreshSession(refreshToken: \"x\") { accessToken } } }",
+        "mutation($i: LoginInput!) { ...F ...F } fragment F on Mutation { login(input: $i) { accessToken } }",
+    ];
+    for doc in docs {
+        let res = app.gql(None, doc, creds.clone()).await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{doc}: {res}");
+        assert!(has_no_data(&res), "{doc}: {res}");
+    }
+    // One is fine.
+    app.ok(None, LOGIN, creds.clone()).await;
+}
+
+#[tokio::test]
+async fn two_registrations_in_one_document_create_nobody() {
+    let app = TestApp::spawn().await;
+    let doc = r#"mutation {
+        a: register(input: { username: "twin_a", email: "a@example.com", password: "correct horse" }) { accessToken }
+        b: register(input: { username: "twin_b", email: "b@example.com", password: "correct horse" }) { accessToken }
+    }"#;
+    let res = app.gql(None, doc, json!({})).await;
+    assert_eq!(error_code(&res), "BAD_USER_INPUT", "{res}");
+    assert!(has_no_data(&res), "{res}");
+    for name in ["twin_a", "twin_b"] {
+        let data = app.ok(None, USER, json!({ "u": name })).await;
+        assert!(data["user"].is_null(), "{name}: {data}");
+    }
+}
+
+/// Every way a NUL reaches a string argument: variables and literals.
+#[tokio::test]
+async fn nul_in_any_string_argument_is_bad_user_input() {
+    let app = TestApp::spawn().await;
+    app.register("rita").await;
+    let search = "query($q: String!, $a: String) { searchUsers(query: $q, after: $a) { edges { node { username } } } }";
+    let nul_key_cursor = confab::graphql::id::encode_cursor(
+        confab::graphql::id::ListKind::Search,
+        &"ri\0ta".to_owned(),
+        uuid::Uuid::now_v7(),
+    );
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            LOGIN,
+            json!({ "i": { "login": "ri\u{0}ta", "password": "correct horse" } }),
+        ),
+        (
+            LOGIN,
+            json!({ "i": { "login": "rita", "password": "correct\u{0}horse" } }),
+        ),
+        (
+            r#"mutation { login(input: { login: "ri\u0000ta", password: "x" }) { accessToken } }"#,
+            json!({}),
+        ),
+        (USER, json!({ "u": "ri\u{0}ta" })),
+        (
+            r#"{ user(username: "ri\u0000ta") { username } }"#,
+            json!({}),
+        ),
+        (search, json!({ "q": "ri\u{0}" })),
+        (search, json!({ "q": "ri", "a": "abc\u{0}def" })),
+        // A cursor whose decoded sort key holds the NUL.
+        (search, json!({ "q": "ri", "a": nul_key_cursor })),
+        (
+            r#"{ searchUsers(query: "ri\u0000") { edges { cursor } } }"#,
+            json!({}),
+        ),
+        (
+            r#"{ searchUsers(query: "ri", after: "x\u0000") { edges { cursor } } }"#,
+            json!({}),
+        ),
+        // Anywhere in the variables, used or not.
+        (USER, json!({ "u": "rita", "unused": ["\u{0}"] })),
+    ];
+    for (doc, vars) in cases {
+        let res = app.gql(None, doc, vars.clone()).await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{doc} {vars}: {res}");
+    }
+    // Without the NUL, the same requests answer.
+    let data = app.ok(None, USER, json!({ "u": "rita" })).await;
+    assert_eq!(data["user"]["username"], "rita");
+    let data = app.ok(None, search, json!({ "q": "ri" })).await;
+    assert_eq!(data["searchUsers"]["edges"][0]["node"]["username"], "rita");
+}
