@@ -8,6 +8,7 @@ pub mod page;
 pub mod posts;
 pub mod rooms;
 pub mod sessions;
+pub mod text;
 pub mod users;
 pub mod visibility;
 

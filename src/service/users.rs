@@ -68,6 +68,7 @@ pub fn validate_email(email: &str) -> AppResult<()> {
 }
 
 fn validate_display_name(name: &str) -> AppResult<()> {
+    crate::service::text::reject_invisible("display name", name)?;
     if name.contains('\0') || name.trim().is_empty() || char_len(name) > 100 {
         return Err(AppError::bad_input("display name must be 1–100 characters"));
     }

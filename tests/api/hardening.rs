@@ -154,3 +154,74 @@ async fn nul_in_any_string_argument_is_bad_user_input() {
     let data = app.ok(None, search, json!({ "q": "ri" })).await;
     assert_eq!(data["searchUsers"]["edges"][0]["node"]["username"], "rita");
 }
+
+/// Control (Cc) and format (Cf) characters other than U+200D.
+const INVISIBLE: [&str; 5] = [
+    "a\u{1}b",         // control
+    "\u{202E}gnp.exe", // right-to-left override
+    "ri\u{200B}ta",    // zero-width space
+    "\u{FEFF}rita",    // byte order mark / zero-width no-break space
+    "rita\u{2066}",    // left-to-right isolate
+];
+
+#[tokio::test]
+async fn display_names_refuse_control_and_format_characters() {
+    let app = TestApp::spawn().await;
+    let register = "mutation($i: RegisterInput!) { register(input: $i) { user { displayName } } }";
+    let update =
+        "mutation($n: String) { updateProfile(input: { displayName: $n }) { displayName } }";
+    let user = app.register("rita").await;
+    for (i, name) in INVISIBLE.iter().enumerate() {
+        let vars = json!({ "i": { "username": format!("user_{i}"), "email": format!("u{i}@example.com"), "password": "correct horse", "displayName": name } });
+        let res = app.gql(None, register, vars).await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+        let res = app
+            .gql(Some(&user.token), update, json!({ "n": name }))
+            .await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+    }
+    let data = app.ok(None, USER, json!({ "u": "user_0" })).await;
+    assert!(data["user"].is_null(), "{data}");
+    // The emoji joiner is fine.
+    let coder = "Rita 👩\u{200D}💻";
+    let vars = json!({ "i": { "username": "coder", "email": "c@example.com", "password": "correct horse", "displayName": coder } });
+    let data = app.ok(None, register, vars).await;
+    assert_eq!(data["register"]["user"]["displayName"], coder);
+    let data = app
+        .ok(Some(&user.token), update, json!({ "n": coder }))
+        .await;
+    assert_eq!(data["updateProfile"]["displayName"], coder);
+}
+
+#[tokio::test]
+async fn room_names_refuse_control_and_format_characters() {
+    let app = TestApp::spawn().await;
+    let user = app.register("rita").await;
+    let create = "mutation($n: String!) { createRoom(input: { name: $n }) { id name } }";
+    let update =
+        "mutation($id: ID!, $n: String) { updateRoom(input: { id: $id, name: $n }) { name } }";
+    let coder = "👩\u{200D}💻 corner";
+    let data = app
+        .ok(Some(&user.token), create, json!({ "n": coder }))
+        .await;
+    assert_eq!(data["createRoom"]["name"], coder);
+    let room = data["createRoom"]["id"].clone();
+    for name in INVISIBLE {
+        let res = app
+            .gql(Some(&user.token), create, json!({ "n": name }))
+            .await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+        let res = app
+            .gql(Some(&user.token), update, json!({ "id": room, "n": name }))
+            .await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+    }
+    let data = app
+        .ok(
+            Some(&user.token),
+            update,
+            json!({ "id": room, "n": "Coders" }),
+        )
+        .await;
+    assert_eq!(data["updateRoom"]["name"], "Coders");
+}

@@ -93,3 +93,29 @@ fn expanded_size_counts_spreads_as_their_fragments() {
         "introspection is {introspection} selections"
     );
 }
+
+#[test]
+fn invisible_characters_are_refused_but_the_emoji_joiner_is_not() {
+    use confab::service::text::reject_invisible;
+    for bad in [
+        "\u{0}",
+        "\u{1}",
+        "\u{7F}",
+        "\u{9F}",
+        "\u{AD}",
+        "\u{200B}",
+        "\u{200E}",
+        "\u{202E}",
+        "\u{2066}",
+        "\u{FEFF}",
+        "\u{E0001}",
+    ] {
+        assert!(
+            reject_invisible("name", &format!("a{bad}b")).is_err(),
+            "{bad:?}"
+        );
+    }
+    for good in ["Rita", "Zoë", "李雷", "👩\u{200D}💻", "👍🏽", "a b"] {
+        assert!(reject_invisible("name", good).is_ok(), "{good:?}");
+    }
+}
