@@ -16,8 +16,9 @@ pub enum AppError {
     BadUserInput(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
-    RateLimited(String),
+    /// `retry_after`: whole seconds until the request may succeed.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
     /// Anything the client cannot act on. Its cause is logged, never shown.
     #[error("internal server error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -33,7 +34,7 @@ impl AppError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
-            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -75,7 +76,12 @@ impl ErrorExtensions for AppError {
             tracing::error!(error = %ErrorChain(source.as_ref()), "internal error");
         }
         let code = self.code();
-        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| ext.set("code", code))
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Self::RateLimited { retry_after, .. } = self {
+                ext.set("retryAfter", *retry_after);
+            }
+        })
     }
 }
 

@@ -186,7 +186,7 @@ pub async fn authenticate(
     login: &str,
     password: &str,
 ) -> AppResult<user::Model> {
-    limiter.check(login)?;
+    limiter.reserve(login)?;
     let user = find_by_login(db, login).await?;
     let ok = passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
@@ -196,10 +196,7 @@ pub async fn authenticate(
             limiter.record_success(login);
             Ok(user)
         }
-        _ => {
-            limiter.record_failure(login);
-            Err(AppError::Unauthenticated("wrong login or password".into()))
-        }
+        _ => Err(AppError::Unauthenticated("wrong login or password".into())),
     }
 }
 

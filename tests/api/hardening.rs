@@ -225,3 +225,84 @@ async fn room_names_refuse_control_and_format_characters() {
         .await;
     assert_eq!(data["updateRoom"]["name"], "Coders");
 }
+
+async fn login_attempt(app: &TestApp, login: &str, password: &str) -> Value {
+    app.gql(
+        None,
+        LOGIN,
+        json!({ "i": { "login": login, "password": password } }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn concurrent_wrong_logins_reach_bcrypt_at_most_the_limit() {
+    let app = TestApp::spawn().await; // 10 failures per login per window
+    app.register("rita").await;
+    let answers = futures_util::future::join_all(
+        (0..40).map(|_| login_attempt(&app, "rita", "wrong password")),
+    )
+    .await;
+    let codes: Vec<&str> = answers.iter().map(error_code).collect();
+    let unauthenticated = codes.iter().filter(|c| **c == "UNAUTHENTICATED").count();
+    let limited = codes.iter().filter(|c| **c == "RATE_LIMITED").count();
+    assert_eq!((unauthenticated, limited), (10, 30), "{codes:?}");
+    for res in answers.iter().filter(|r| error_code(r) == "RATE_LIMITED") {
+        let wait = res["errors"][0]["extensions"]["retryAfter"].as_u64();
+        assert!(wait.is_some_and(|s| (1..=15 * 60).contains(&s)), "{res}");
+    }
+}
+
+#[tokio::test]
+async fn login_limit_ends_with_its_window() {
+    let app = TestApp::spawn_with(|c| {
+        c.login_max_failures = 2;
+        c.login_window = std::time::Duration::from_secs(3);
+    })
+    .await;
+    app.register("rita").await;
+    for _ in 0..2 {
+        let res = login_attempt(&app, "rita", "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{res}");
+    }
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert_eq!(error_code(&res), "RATE_LIMITED", "{res}");
+    let wait = res["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retryAfter in {res}"));
+    assert!((1..=3).contains(&wait), "{res}");
+    // Once the advertised wait has passed, the window is over.
+    tokio::time::sleep(std::time::Duration::from_millis(wait * 1000 + 100)).await;
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert!(res.get("errors").is_none(), "{res}");
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_count() {
+    let app = TestApp::spawn_with(|c| c.login_max_failures = 3).await;
+    app.register("rita").await;
+    for _ in 0..2 {
+        let res = login_attempt(&app, "rita", "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{res}");
+    }
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert!(res.get("errors").is_none(), "{res}");
+    for _ in 0..3 {
+        let res = login_attempt(&app, "rita", "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{res}");
+    }
+    let res = login_attempt(&app, "rita", "wrong password").await;
+    assert_eq!(error_code(&res), "RATE_LIMITED", "{res}");
+}
+
+#[tokio::test]
+async fn spaces_and_case_do_not_give_a_login_fresh_attempts() {
+    let app = TestApp::spawn_with(|c| c.login_max_failures = 3).await;
+    app.register("rita").await;
+    for login in [" rita", "RITA ", "\trita"] {
+        let res = login_attempt(&app, login, "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{login:?}: {res}");
+    }
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert_eq!(error_code(&res), "RATE_LIMITED", "{res}");
+}

@@ -119,3 +119,42 @@ fn invisible_characters_are_refused_but_the_emoji_joiner_is_not() {
         assert!(reject_invisible("name", good).is_ok(), "{good:?}");
     }
 }
+
+#[test]
+fn login_limiter_never_tracks_more_than_its_cap() {
+    use confab::auth::LoginLimiter;
+    let limiter = LoginLimiter::new(2, std::time::Duration::from_secs(60)).with_max_keys(4);
+    limiter.reserve("rita").unwrap();
+    limiter.reserve("rita").unwrap();
+    assert!(limiter.reserve("rita").is_err());
+    for i in 0..3 {
+        limiter.reserve(&format!("user{i}")).unwrap();
+    }
+    assert_eq!(limiter.tracked(), 4);
+    assert!(
+        limiter.reserve(" Rita").is_err(),
+        "still limited at the cap"
+    );
+    // Past the cap the oldest window gives way; the map does not grow.
+    for i in 3..50 {
+        limiter.reserve(&format!("user{i}")).unwrap();
+        assert!(limiter.tracked() <= 4);
+    }
+    // A 60 KB login is one fixed-size key like any other.
+    limiter.reserve(&"x".repeat(60 * 1024)).unwrap();
+    assert_eq!(limiter.tracked(), 4);
+}
+
+#[test]
+fn login_limiter_drops_expired_windows_first() {
+    use confab::auth::LoginLimiter;
+    let limiter = LoginLimiter::new(1, std::time::Duration::from_millis(20)).with_max_keys(3);
+    for name in ["a", "b", "c"] {
+        limiter.reserve(name).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    limiter.reserve("d").unwrap();
+    assert_eq!(limiter.tracked(), 1, "the three expired windows went");
+    // And an expired window no longer limits.
+    limiter.reserve("a").unwrap();
+}
