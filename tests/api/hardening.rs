@@ -306,3 +306,72 @@ async fn spaces_and_case_do_not_give_a_login_fresh_attempts() {
     let res = login_attempt(&app, "rita", "correct horse").await;
     assert_eq!(error_code(&res), "RATE_LIMITED", "{res}");
 }
+
+/// An access token signed with the app's own key, with the claims given.
+fn mint(app: &TestApp, claims: Value) -> String {
+    let secret = app.app.state.config.jwt_secret.clone().unwrap();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn access_tokens_need_our_issuer_and_audience_and_a_past_issue_time() {
+    let app = TestApp::spawn().await;
+    let user = app.register("rita").await;
+    let (_, id) = confab::graphql::id::decode_any(&user.id).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |patch: Value| {
+        let mut claims = json!({
+            "sub": id, "iat": now, "exp": now + 600, "typ": "access",
+            "iss": "confab", "aud": "confab-api",
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    };
+    let me = "{ me { username } }";
+    // The minting is right: these pass (30 s of clock skew are tolerated).
+    for ok in [json!({}), json!({ "iat": now + 10, "nbf": now + 10 })] {
+        let data = app.ok(Some(&mint(&app, claims(ok))), me, json!({})).await;
+        assert_eq!(data["me"]["username"], "rita");
+    }
+    for bad in [
+        json!({ "iat": now + 3600 }),
+        json!({ "nbf": now + 3600 }),
+        json!({ "iss": "someone-else" }),
+        json!({ "aud": "another-api" }),
+        json!({ "iss": null }),
+        json!({ "aud": null }),
+    ] {
+        let token = mint(&app, claims(bad.clone()));
+        let (status, res) = app.gql_raw(Some(&token), me, json!({})).await;
+        assert_eq!(status, 401, "{bad}: {res}");
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{bad}: {res}");
+    }
+}
+
+#[tokio::test]
+async fn a_short_jwt_secret_is_refused_at_start() {
+    let db = crate::support::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::test_config(&db.url, dir.path());
+    config.jwt_secret = Some("0123456789".into());
+    let err = confab::App::build(config)
+        .await
+        .err()
+        .expect("a 10-byte secret");
+    assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    // 32 bytes is enough.
+    let mut config = crate::support::test_config(&db.url, dir.path());
+    config.jwt_secret = Some("x".repeat(32));
+    assert!(confab::App::build(config).await.is_ok());
+}
