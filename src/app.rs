@@ -48,7 +48,7 @@ impl App {
             secret.as_bytes(),
             config.access_token_ttl,
             config.refresh_token_ttl,
-        );
+        )?;
         let passwords = Passwords::new(config.bcrypt_cost).await?;
         let broker: Arc<dyn Broker> = match db.get_database_backend() {
             DbBackend::Postgres => {

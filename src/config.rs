@@ -44,6 +44,10 @@ pub struct Limits {
     pub max_complexity: usize,
     /// Aliases per document, aliased `__typename` included.
     pub max_aliases: usize,
+    /// Selections with every fragment spread expanded. GraphiQL's full
+    /// introspection query has 240; validating this many takes milliseconds,
+    /// where a 1 KB document of doubling fragments has millions.
+    pub max_expanded_selections: usize,
     pub max_directives_per_field: usize,
     /// Largest request body (413 above).
     pub body_bytes: usize,
@@ -71,6 +75,7 @@ impl Default for Limits {
             max_depth: 15,
             max_complexity: 20_000,
             max_aliases: 30,
+            max_expanded_selections: 5_000,
             max_directives_per_field: 5,
             body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),

@@ -57,7 +57,11 @@ pub enum AppError {
     NotFound(String),
     BadUserInput(String),
     Conflict(String),
-    RateLimited(String),
+    /// `retry_after`: whole seconds until the request may succeed.
+    RateLimited {
+        message: String,
+        retry_after: u64,
+    },
     /// Anything the client cannot act on. Its cause is logged, never shown.
     Internal(BoxError),
 }
@@ -72,7 +76,7 @@ impl AppError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::BadUserInput(_) => ErrorCode::BadUserInput,
             Self::Conflict(_) => ErrorCode::Conflict,
-            Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -85,7 +89,7 @@ impl AppError {
             | Self::NotFound(m)
             | Self::BadUserInput(m)
             | Self::Conflict(m)
-            | Self::RateLimited(m) => m,
+            | Self::RateLimited { message: m, .. } => m,
             Self::Internal(_) => "internal server error",
         }
     }
@@ -95,6 +99,14 @@ impl AppError {
         match self {
             Self::Internal(source) => Cow::Owned(ErrorChain(source.as_ref()).to_string()),
             other => Cow::Borrowed(other.message()),
+        }
+    }
+
+    /// Seconds to wait before trying again, for `RATE_LIMITED`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 

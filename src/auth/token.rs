@@ -17,11 +17,31 @@ pub struct AccessClaims {
     pub sub: Uuid,
     pub iat: i64,
     pub exp: i64,
+    /// Not set by us; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub iss: String,
+    pub aud: String,
     /// Token kind, so a token minted for something else never passes as an access token.
     pub typ: String,
 }
 
 const ACCESS: &str = "access";
+/// Who signs access tokens, and for what: a token signed with the same key
+/// for another purpose (or another service sharing the secret) is refused.
+pub const ISSUER: &str = "confab";
+pub const AUDIENCE: &str = "confab-api";
+/// Clock skew tolerated between instances for `iat` and `nbf`: a token
+/// issued more than 30 s in the future was not issued by a sane clock.
+/// (`exp` has no leeway.)
+pub const FUTURE_LEEWAY_SECS: i64 = 30;
+/// HS256 with a shorter key is guessable offline from one token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A configured signing secret below `MIN_SECRET_BYTES`.
+#[derive(Debug, thiserror::Error)]
+#[error("JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (it has {0})")]
+pub struct WeakSecret(pub usize);
 
 #[derive(Clone)]
 pub struct Keys {
@@ -32,13 +52,20 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Self {
-        Self {
+    pub fn new(
+        secret: &[u8],
+        access_ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Result<Self, WeakSecret> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(WeakSecret(secret.len()));
+        }
+        Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             access_ttl,
             refresh_ttl,
-        }
+        })
     }
 
     pub fn issue_access(
@@ -51,6 +78,9 @@ impl Keys {
             sub: user_id,
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
+            nbf: None,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
             typ: ACCESS.into(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -62,10 +92,15 @@ impl Keys {
     pub fn verify_access(&self, token: &str) -> AppResult<Uuid> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
             .map_err(|_| AppError::Unauthenticated("invalid or expired access token".into()))?;
-        if data.claims.typ != ACCESS {
+        let latest = Utc::now().timestamp() + FUTURE_LEEWAY_SECS;
+        let from_the_future =
+            data.claims.iat > latest || data.claims.nbf.is_some_and(|nbf| nbf > latest);
+        if data.claims.typ != ACCESS || from_the_future {
             return Err(AppError::Unauthenticated(
                 "invalid or expired access token".into(),
             ));

@@ -45,7 +45,11 @@ impl From<&AppError> for async_graphql::Error {
         if let AppError::Internal(_) = err {
             tracing::error!(error = %err.report(), "internal error");
         }
-        coded(err.message(), err.code())
+        let error = coded(err.message(), err.code());
+        match err.retry_after() {
+            Some(seconds) => error.extend_with(|_, ext| ext.set("retryAfter", seconds)),
+            None => error,
+        }
     }
 }
 

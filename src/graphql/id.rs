@@ -149,7 +149,10 @@ impl CursorKey for String {
         URL_SAFE_NO_PAD.encode(self.as_bytes())
     }
     fn from_text(s: &str) -> Option<Self> {
-        String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()
+        // A NUL would reach the database (PostgreSQL text cannot hold it).
+        String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?)
+            .ok()
+            .filter(|s| !s.contains('\0'))
     }
 }
 

@@ -1,26 +1,27 @@
-//! Document limits async-graphql does not have: aliases per document.
-//! (It counts `__typename` as free in complexity, so a document of a
-//! thousand aliased `__typename`s would otherwise pass every limit.)
+//! Document limits async-graphql does not have, checked by `Endpoint` on the
+//! parsed document before async-graphql validates it (plain functions, not
+//! an extension: an extension puts every field resolve through its chain).
+//!
+//! - Aliases per document: async-graphql counts `__typename` as free in
+//!   complexity, so a document of a thousand aliased `__typename`s would
+//!   otherwise pass every limit.
+//! - The expanded size: validation walks every fragment spread inline, so a
+//!   1 KB document of doubling fragments would cost minutes of synchronous CPU.
+//! - One auth mutation per document, and no NUL in any string argument or
+//!   variable (PostgreSQL text cannot hold it; refusing it here answers the
+//!   same on both databases, for every field).
 
-use std::sync::Arc;
-
-use async_graphql::{
-    ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+use std::{
+    collections::{HashMap, HashSet},
+    convert::Infallible,
 };
 
-use crate::{error::ErrorCode, graphql::error::server_error};
+use async_graphql::{
+    Positioned, Request, ServerError, Value,
+    parser::types::{Directive, ExecutableDocument, OperationType, Selection, SelectionSet},
+};
 
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExtension(self.0))
-    }
-}
-
-struct AliasLimitExtension(usize);
+use crate::{config::Limits, error::ErrorCode, graphql::error::server_error};
 
 fn count_aliases(set: &SelectionSet) -> usize {
     set.items
@@ -51,26 +52,223 @@ pub fn aliases_in(doc: &ExecutableDocument) -> usize {
     operations + fragments
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for AliasLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let aliases = aliases_in(&doc);
-        if aliases > self.0 {
-            return Err(server_error(
-                format!(
-                    "too many aliases: {aliases} (at most {} per document)",
-                    self.0
-                ),
-                ErrorCode::GraphqlValidationFailed,
-            ));
+/// The auth mutations: each runs a bcrypt check or issues a session, so a
+/// document may hold only one of them.
+const AUTH_FIELDS: [&str; 3] = ["register", "login", "refreshSession"];
+
+#[derive(Clone, Copy)]
+enum Count {
+    /// Every selection (field, inline fragment, spread), spreads expanded.
+    Selections,
+    /// Auth mutation fields at the level counted (the operation's root).
+    AuthFields,
+}
+
+/// Counts over a selection set with fragment spreads counted as their
+/// expansion, memoised per fragment so the count is linear in the document.
+/// A spread of a fragment already being expanded (a cycle) counts as itself
+/// only; validation rejects the cycle afterwards.
+struct Expansion<'a> {
+    doc: &'a ExecutableDocument,
+    what: Count,
+    memo: HashMap<&'a str, usize>,
+    active: HashSet<&'a str>,
+}
+
+impl<'a> Expansion<'a> {
+    fn new(doc: &'a ExecutableDocument, what: Count) -> Self {
+        Self {
+            doc,
+            what,
+            memo: HashMap::new(),
+            active: HashSet::new(),
         }
-        Ok(doc)
     }
+
+    fn overhead(&self) -> usize {
+        match self.what {
+            Count::Selections => 1,
+            Count::AuthFields => 0,
+        }
+    }
+
+    fn set(&mut self, set: &'a SelectionSet) -> usize {
+        let mut total = 0usize;
+        for item in &set.items {
+            let n = match &item.node {
+                Selection::Field(field) => match self.what {
+                    Count::Selections => {
+                        1usize.saturating_add(self.set(&field.node.selection_set.node))
+                    }
+                    Count::AuthFields => {
+                        usize::from(AUTH_FIELDS.contains(&field.node.name.node.as_str()))
+                    }
+                },
+                Selection::InlineFragment(frag) => self
+                    .overhead()
+                    .saturating_add(self.set(&frag.node.selection_set.node)),
+                Selection::FragmentSpread(spread) => self
+                    .overhead()
+                    .saturating_add(self.fragment(spread.node.fragment_name.node.as_str())),
+            };
+            total = total.saturating_add(n);
+        }
+        total
+    }
+
+    fn fragment(&mut self, name: &'a str) -> usize {
+        if let Some(&n) = self.memo.get(name) {
+            return n;
+        }
+        // An unknown fragment is a validation error later.
+        let Some(def) = self.doc.fragments.get(name) else {
+            return 0;
+        };
+        if !self.active.insert(name) {
+            return 0;
+        }
+        let n = self.set(&def.node.selection_set.node);
+        self.active.remove(name);
+        self.memo.insert(name, n);
+        n
+    }
+}
+
+/// Selections in the document's operations once every fragment spread is
+/// replaced by its fragment: what validation and execution walk.
+pub fn expanded_size(doc: &ExecutableDocument) -> usize {
+    let mut counter = Expansion::new(doc, Count::Selections);
+    doc.operations
+        .iter()
+        .map(|(_, op)| counter.set(&op.node.selection_set.node))
+        .fold(0, usize::saturating_add)
+}
+
+/// `register`, `login` and `refreshSession` fields at the root of the
+/// document's mutation operations, through fragments, aliases included.
+pub fn auth_mutations_in(doc: &ExecutableDocument) -> usize {
+    let mut counter = Expansion::new(doc, Count::AuthFields);
+    doc.operations
+        .iter()
+        .filter(|(_, op)| op.node.ty == OperationType::Mutation)
+        .map(|(_, op)| counter.set(&op.node.selection_set.node))
+        .fold(0, usize::saturating_add)
+}
+
+fn const_has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Enum(name) => name.as_str().contains('\0'),
+        Value::List(items) => items.iter().any(const_has_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(k, v)| k.as_str().contains('\0') || const_has_nul(v)),
+        Value::Null | Value::Number(_) | Value::Boolean(_) | Value::Binary(_) => false,
+    }
+}
+
+fn directives_have_nul(directives: &[Positioned<Directive>]) -> bool {
+    directives.iter().any(|d| {
+        d.node.arguments.iter().any(|(_, value)| {
+            // Variables are checked where they come in; here only literals.
+            let literal = value
+                .node
+                .clone()
+                .into_const_with(|_| Ok::<_, Infallible>(Value::Null));
+            literal.is_ok_and(|v| const_has_nul(&v))
+        })
+    })
+}
+
+fn set_has_nul(set: &SelectionSet) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(field) => {
+            let args = field.node.arguments.iter().any(|(_, value)| {
+                let literal = value
+                    .node
+                    .clone()
+                    .into_const_with(|_| Ok::<_, Infallible>(Value::Null));
+                literal.is_ok_and(|v| const_has_nul(&v))
+            });
+            args || directives_have_nul(&field.node.directives)
+                || set_has_nul(&field.node.selection_set.node)
+        }
+        Selection::InlineFragment(frag) => {
+            directives_have_nul(&frag.node.directives) || set_has_nul(&frag.node.selection_set.node)
+        }
+        Selection::FragmentSpread(spread) => directives_have_nul(&spread.node.directives),
+    })
+}
+
+/// A NUL in any string literal of the document (each fragment once).
+pub fn document_has_nul(doc: &ExecutableDocument) -> bool {
+    let operations = doc.operations.iter().any(|(_, op)| {
+        let defaults = op.node.variable_definitions.iter().any(|def| {
+            def.node
+                .default_value
+                .as_ref()
+                .is_some_and(|v| const_has_nul(&v.node))
+                || directives_have_nul(&def.node.directives)
+        });
+        defaults
+            || directives_have_nul(&op.node.directives)
+            || set_has_nul(&op.node.selection_set.node)
+    });
+    operations
+        || doc.fragments.values().any(|f| {
+            directives_have_nul(&f.node.directives) || set_has_nul(&f.node.selection_set.node)
+        })
+}
+
+/// Refuses a request before async-graphql looks at its document: NUL
+/// anywhere in the query or variables, then (the document parsed) too many
+/// aliases or expanded selections, NUL in a literal, two auth mutations.
+/// A document that does not parse is the caller's to answer.
+pub fn check(request: &mut Request, limits: &Limits) -> Result<(), ServerError> {
+    let nul = || {
+        server_error(
+            "string arguments and variables must not contain NUL characters",
+            ErrorCode::BadUserInput,
+        )
+    };
+    let variables_have_nul = request
+        .variables
+        .iter()
+        .any(|(k, v)| k.as_str().contains('\0') || const_has_nul(v));
+    if request.query.contains('\0') || variables_have_nul {
+        return Err(nul());
+    }
+    let Ok(doc) = request.parsed_query() else {
+        return Ok(());
+    };
+    let aliases = aliases_in(doc);
+    if aliases > limits.max_aliases {
+        return Err(server_error(
+            format!(
+                "too many aliases: {aliases} (at most {} per document)",
+                limits.max_aliases
+            ),
+            ErrorCode::GraphqlValidationFailed,
+        ));
+    }
+    let size = expanded_size(doc);
+    if size > limits.max_expanded_selections {
+        return Err(server_error(
+            format!(
+                "document too large: {size} selections with fragments expanded (at most {})",
+                limits.max_expanded_selections
+            ),
+            ErrorCode::GraphqlValidationFailed,
+        ));
+    }
+    if document_has_nul(doc) {
+        return Err(nul());
+    }
+    if auth_mutations_in(doc) > 1 {
+        return Err(server_error(
+            "at most one register, login or refreshSession per document",
+            ErrorCode::BadUserInput,
+        ));
+    }
+    Ok(())
 }

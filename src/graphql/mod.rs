@@ -57,8 +57,7 @@ fn build(state: Option<AppState>, limits: &Limits, dev_mode: bool) -> ConfabSche
     .register_output_type::<node::NodeInterface>()
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)
-    .limit_directives(limits.max_directives_per_field)
-    .extension(limits::AliasLimit(limits.max_aliases));
+    .limit_directives(limits.max_directives_per_field);
     if !dev_mode {
         builder = builder.disable_suggestions();
     }
@@ -101,8 +100,8 @@ impl Endpoint {
 
     /// Executes a query or mutation.
     pub async fn execute(&self, mut request: Request, viewer: Option<Viewer>) -> Response {
-        if let Some(failed) = parse_failure(&mut request) {
-            return failed;
+        if let Some(refused) = self.refuse(&mut request) {
+            return refused;
         }
         let mut response = self.schema.execute(self.prepare(request, viewer)).await;
         error::finish(&self.state, &mut response);
@@ -116,7 +115,7 @@ impl Endpoint {
         viewer: Option<Viewer>,
     ) -> impl Stream<Item = Response> + Send + 'static {
         let state = self.state.clone();
-        let stream = match parse_failure(&mut request) {
+        let stream = match self.refuse(&mut request) {
             None => self
                 .schema
                 .execute_stream(self.prepare(request, viewer))
@@ -130,12 +129,21 @@ impl Endpoint {
     }
 }
 
-/// Parses the document once, before execution (which reuses it). The answer
-/// to a document that is not GraphQL: `GRAPHQL_PARSE_FAILED`.
-fn parse_failure(request: &mut Request) -> Option<Response> {
-    let err = request.parsed_query().err()?;
-    let err = error::server_error(err.message, ErrorCode::GraphqlParseFailed);
-    Some(Response::from_errors(vec![err]))
+impl Endpoint {
+    /// Parses the document once, before execution (which reuses it), and
+    /// checks our document limits on it. The answer to a request refused
+    /// before async-graphql sees it; a document that is not GraphQL is
+    /// `GRAPHQL_PARSE_FAILED`.
+    fn refuse(&self, request: &mut Request) -> Option<Response> {
+        let refused = match limits::check(request, &self.state.config.limits) {
+            Err(err) => err,
+            Ok(()) => {
+                let err = request.parsed_query().err()?;
+                error::server_error(err.message, ErrorCode::GraphqlParseFailed)
+            }
+        };
+        Some(Response::from_errors(vec![refused]))
+    }
 }
 
 /// A GraphQL request as JSON carries it (the POST body, a WebSocket

@@ -9,6 +9,7 @@ pub mod posts;
 pub mod room_stream;
 pub mod rooms;
 pub mod sessions;
+pub mod text;
 pub mod users;
 pub mod visibility;
 

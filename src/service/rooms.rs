@@ -51,6 +51,7 @@ pub struct RoomChanges {
 /// A room name: 1–100 characters after trimming; stored trimmed.
 fn clean_name(name: &str) -> AppResult<String> {
     let name = name.trim();
+    crate::service::text::reject_invisible("room name", name)?;
     if name.contains('\0') || name.is_empty() || char_len(name) > 100 {
         return Err(AppError::bad_input("room name must be 1–100 characters"));
     }

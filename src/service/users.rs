@@ -69,6 +69,7 @@ pub fn validate_email(email: &str) -> AppResult<()> {
 }
 
 fn validate_display_name(name: &str) -> AppResult<()> {
+    crate::service::text::reject_invisible("display name", name)?;
     if name.contains('\0') || name.trim().is_empty() || char_len(name) > 100 {
         return Err(AppError::bad_input("display name must be 1–100 characters"));
     }
@@ -200,7 +201,7 @@ pub async fn authenticate(
     login: &str,
     password: &str,
 ) -> AppResult<user::Model> {
-    limiter.check(login)?;
+    limiter.reserve(login)?;
     let user = find_by_login(db, login).await?;
     let ok = passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
@@ -210,10 +211,7 @@ pub async fn authenticate(
             limiter.record_success(login);
             Ok(user)
         }
-        _ => {
-            limiter.record_failure(login);
-            Err(AppError::Unauthenticated("wrong login or password".into()))
-        }
+        _ => Err(AppError::Unauthenticated("wrong login or password".into())),
     }
 }
 

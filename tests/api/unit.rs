@@ -55,3 +55,106 @@ fn cursors_refuse_other_lists_and_garbage() {
         1234.5
     );
 }
+
+/// GraphiQL 3's introspection query with every option on (graphql-js 16.15
+/// `getIntrospectionQuery`, as web/node_modules renders it).
+pub const GRAPHIQL_INTROSPECTION: &str = "query IntrospectionQuery{__schema{description queryType{name kind}mutationType{name kind}subscriptionType{name kind}types{...FullType}directives{name description isRepeatable locations args(includeDeprecated:true){...InputValue}}}}fragment FullType on __Type{kind name description specifiedByURL isOneOf fields(includeDeprecated:true){name description args(includeDeprecated:true){...InputValue}type{...TypeRef}isDeprecated deprecationReason}inputFields(includeDeprecated:true){...InputValue}interfaces{...TypeRef}enumValues(includeDeprecated:true){name description isDeprecated deprecationReason}possibleTypes{...TypeRef}}fragment InputValue on __InputValue{name description type{...TypeRef}defaultValue isDeprecated deprecationReason}fragment TypeRef on __Type{kind name ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind ofType{name kind}}}}}}}}}}";
+
+#[test]
+fn expanded_size_counts_spreads_as_their_fragments() {
+    use async_graphql::parser::parse_query;
+    use confab::graphql::limits::expanded_size;
+    let size = |doc: &str| expanded_size(&parse_query(doc).unwrap());
+    assert_eq!(size("{ a b { c } }"), 3);
+    // A spread counts itself plus its fragment, each time it is spread.
+    assert_eq!(
+        size("{ ...F ...F } fragment F on Query { a b }"),
+        2 * (1 + 2)
+    );
+    // Doubling fragments: 2^40 selections, counted without expanding them.
+    let mut bomb = String::from("{ ...F0 }");
+    for i in 0..40 {
+        bomb.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
+    }
+    bomb.push_str(" fragment F40 on Query { a }");
+    assert!(size(&bomb) > 1 << 40);
+    // Cycles end (validation refuses them afterwards).
+    assert_eq!(
+        size("{ ...A } fragment A on Query { a ...B } fragment B on Query { ...A }"),
+        1 + 1 + 1 + 1
+    );
+    let introspection = size(GRAPHIQL_INTROSPECTION);
+    assert!(
+        introspection * 10 < confab::config::Limits::default().max_expanded_selections,
+        "introspection is {introspection} selections"
+    );
+}
+
+#[test]
+fn invisible_characters_are_refused_but_the_emoji_joiner_is_not() {
+    use confab::service::text::reject_invisible;
+    for bad in [
+        "\u{0}",
+        "\u{1}",
+        "\u{7F}",
+        "\u{9F}",
+        "\u{AD}",
+        "\u{200B}",
+        "\u{200E}",
+        "\u{202E}",
+        "\u{2066}",
+        "\u{FEFF}",
+        "\u{E0001}",
+    ] {
+        assert!(
+            reject_invisible("name", &format!("a{bad}b")).is_err(),
+            "{bad:?}"
+        );
+    }
+    for good in ["Rita", "Zoë", "李雷", "👩\u{200D}💻", "👍🏽", "a b"] {
+        assert!(reject_invisible("name", good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn login_limiter_never_tracks_more_than_its_cap() {
+    use confab::auth::LoginLimiter;
+    let limiter = LoginLimiter::new(2, std::time::Duration::from_secs(60)).with_max_keys(4);
+    limiter.reserve("rita").unwrap();
+    limiter.reserve("rita").unwrap();
+    assert!(limiter.reserve("rita").is_err());
+    for i in 0..3 {
+        limiter.reserve(&format!("user{i}")).unwrap();
+    }
+    assert_eq!(limiter.tracked(), 4);
+    assert!(
+        limiter.reserve(" Rita").is_err(),
+        "still limited at the cap"
+    );
+    // Past the cap the oldest window gives way; the map does not grow.
+    for i in 3..50 {
+        limiter.reserve(&format!("user{i}")).unwrap();
+        assert!(limiter.tracked() <= 4);
+    }
+    // A 60 KB login is one fixed-size key like any other.
+    limiter.reserve(&"x".repeat(60 * 1024)).unwrap();
+    assert_eq!(limiter.tracked(), 4);
+}
+
+#[test]
+fn login_limiter_drops_expired_windows_first() {
+    use confab::auth::LoginLimiter;
+    let limiter = LoginLimiter::new(1, std::time::Duration::from_millis(20)).with_max_keys(3);
+    for name in ["a", "b", "c"] {
+        limiter.reserve(name).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    limiter.reserve("d").unwrap();
+    assert_eq!(limiter.tracked(), 1, "the three expired windows went");
+    // And an expired window no longer limits.
+    limiter.reserve("a").unwrap();
+}

@@ -1,0 +1,377 @@
+//! Issue 9 (hardening): hostile documents and inputs, the login limiter,
+//! token claims. Each test failed before its fix.
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, error_code};
+
+const LOGIN: &str = "mutation($i: LoginInput!) { login(input: $i) { accessToken } }";
+const USER: &str = "query($u: String!) { user(username: $u) { username } }";
+
+/// `query { ...F0 }` with F0 … F(levels-2) each spreading the next twice:
+/// 2^(levels-1) `__typename`s once expanded, in under 1 KB.
+fn fragment_bomb(levels: usize) -> String {
+    let mut doc = String::from("query { ...F0 }");
+    for i in 0..levels - 1 {
+        let next = i + 1;
+        doc.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{next} ...F{next} }}"
+        ));
+    }
+    doc.push_str(&format!(
+        " fragment F{} on Query {{ __typename }}",
+        levels - 1
+    ));
+    doc
+}
+
+fn has_no_data(res: &Value) -> bool {
+    res.get("data").is_none_or(Value::is_null)
+}
+
+#[tokio::test]
+async fn fragment_explosion_is_refused_before_validation() {
+    let app = TestApp::spawn().await;
+    let bomb = fragment_bomb(24);
+    assert!(bomb.len() < 1024, "{} bytes", bomb.len());
+    let res = app.gql(None, &bomb, json!({})).await;
+    assert_eq!(error_code(&res), "GRAPHQL_VALIDATION_FAILED", "{res}");
+    assert!(has_no_data(&res), "{res}");
+    // The server is free right after.
+    let data = app.ok(None, "{ __typename }", json!({})).await;
+    assert_eq!(data["__typename"], "Query");
+    // A small document of the same shape still runs.
+    let data = app.ok(None, &fragment_bomb(4), json!({})).await;
+    assert_eq!(data["__typename"], "Query");
+}
+
+#[tokio::test]
+async fn fragment_cycles_are_validation_errors() {
+    let app = TestApp::spawn().await;
+    let cycle =
+        "query { ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }";
+    let res = app.gql(None, cycle, json!({})).await;
+    assert_eq!(error_code(&res), "GRAPHQL_VALIDATION_FAILED", "{res}");
+    app.ok(None, "{ __typename }", json!({})).await;
+}
+
+#[tokio::test]
+async fn graphiql_full_introspection_query_fits_the_bound() {
+    let app = TestApp::spawn().await;
+    let data = app
+        .ok(None, crate::unit::GRAPHIQL_INTROSPECTION, json!({}))
+        .await;
+    assert_eq!(data["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn one_auth_mutation_per_document() {
+    let app = TestApp::spawn().await;
+    app.register("rita").await;
+    let creds = json!({ "i": { "login": "rita", "password": "correct horse" } });
+    let docs = [
+        "mutation($i: LoginInput!) { a: login(input: $i) { accessToken } b: login(input: $i) { accessToken } }",
+        "mutation($i: LoginInput!) { login(input: $i) { accessToken } ...F } fragment F on Mutation { again: login(input: $i) { accessToken } }",
+        "mutation($i: LoginInput!) { login(input: $i) { accessToken } ... on Mutation { r: refreshSession(refreshToken: \"x\") { accessToken } } }",
+        "mutation($i: LoginInput!) { ...F ...F } fragment F on Mutation { login(input: $i) { accessToken } }",
+    ];
+    for doc in docs {
+        let res = app.gql(None, doc, creds.clone()).await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{doc}: {res}");
+        assert!(has_no_data(&res), "{doc}: {res}");
+    }
+    // One is fine.
+    app.ok(None, LOGIN, creds.clone()).await;
+}
+
+#[tokio::test]
+async fn two_registrations_in_one_document_create_nobody() {
+    let app = TestApp::spawn().await;
+    let doc = r#"mutation {
+        a: register(input: { username: "twin_a", email: "a@example.com", password: "correct horse" }) { accessToken }
+        b: register(input: { username: "twin_b", email: "b@example.com", password: "correct horse" }) { accessToken }
+    }"#;
+    let res = app.gql(None, doc, json!({})).await;
+    assert_eq!(error_code(&res), "BAD_USER_INPUT", "{res}");
+    assert!(has_no_data(&res), "{res}");
+    for name in ["twin_a", "twin_b"] {
+        let data = app.ok(None, USER, json!({ "u": name })).await;
+        assert!(data["user"].is_null(), "{name}: {data}");
+    }
+}
+
+/// Every way a NUL reaches a string argument: variables and literals.
+#[tokio::test]
+async fn nul_in_any_string_argument_is_bad_user_input() {
+    let app = TestApp::spawn().await;
+    app.register("rita").await;
+    let search = "query($q: String!, $a: String) { searchUsers(query: $q, after: $a) { edges { node { username } } } }";
+    let nul_key_cursor = confab::graphql::id::encode_cursor(
+        confab::graphql::id::ListKind::Search,
+        &"ri\0ta".to_owned(),
+        uuid::Uuid::now_v7(),
+    );
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            LOGIN,
+            json!({ "i": { "login": "ri\u{0}ta", "password": "correct horse" } }),
+        ),
+        (
+            LOGIN,
+            json!({ "i": { "login": "rita", "password": "correct\u{0}horse" } }),
+        ),
+        (
+            r#"mutation { login(input: { login: "ri\u0000ta", password: "x" }) { accessToken } }"#,
+            json!({}),
+        ),
+        (USER, json!({ "u": "ri\u{0}ta" })),
+        (
+            r#"{ user(username: "ri\u0000ta") { username } }"#,
+            json!({}),
+        ),
+        (search, json!({ "q": "ri\u{0}" })),
+        (search, json!({ "q": "ri", "a": "abc\u{0}def" })),
+        // A cursor whose decoded sort key holds the NUL.
+        (search, json!({ "q": "ri", "a": nul_key_cursor })),
+        (
+            r#"{ searchUsers(query: "ri\u0000") { edges { cursor } } }"#,
+            json!({}),
+        ),
+        (
+            r#"{ searchUsers(query: "ri", after: "x\u0000") { edges { cursor } } }"#,
+            json!({}),
+        ),
+        // Anywhere in the variables, used or not.
+        (USER, json!({ "u": "rita", "unused": ["\u{0}"] })),
+    ];
+    for (doc, vars) in cases {
+        let res = app.gql(None, doc, vars.clone()).await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{doc} {vars}: {res}");
+    }
+    // Without the NUL, the same requests answer.
+    let data = app.ok(None, USER, json!({ "u": "rita" })).await;
+    assert_eq!(data["user"]["username"], "rita");
+    let data = app.ok(None, search, json!({ "q": "ri" })).await;
+    assert_eq!(data["searchUsers"]["edges"][0]["node"]["username"], "rita");
+}
+
+/// Control (Cc) and format (Cf) characters other than U+200D.
+const INVISIBLE: [&str; 5] = [
+    "a\u{1}b",         // control
+    "\u{202E}gnp.exe", // right-to-left override
+    "ri\u{200B}ta",    // zero-width space
+    "\u{FEFF}rita",    // byte order mark / zero-width no-break space
+    "rita\u{2066}",    // left-to-right isolate
+];
+
+#[tokio::test]
+async fn display_names_refuse_control_and_format_characters() {
+    let app = TestApp::spawn().await;
+    let register = "mutation($i: RegisterInput!) { register(input: $i) { user { displayName } } }";
+    let update =
+        "mutation($n: String) { updateProfile(input: { displayName: $n }) { displayName } }";
+    let user = app.register("rita").await;
+    for (i, name) in INVISIBLE.iter().enumerate() {
+        let vars = json!({ "i": { "username": format!("user_{i}"), "email": format!("u{i}@example.com"), "password": "correct horse", "displayName": name } });
+        let res = app.gql(None, register, vars).await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+        let res = app
+            .gql(Some(&user.token), update, json!({ "n": name }))
+            .await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+    }
+    let data = app.ok(None, USER, json!({ "u": "user_0" })).await;
+    assert!(data["user"].is_null(), "{data}");
+    // The emoji joiner is fine.
+    let coder = "Rita 👩\u{200D}💻";
+    let vars = json!({ "i": { "username": "coder", "email": "c@example.com", "password": "correct horse", "displayName": coder } });
+    let data = app.ok(None, register, vars).await;
+    assert_eq!(data["register"]["user"]["displayName"], coder);
+    let data = app
+        .ok(Some(&user.token), update, json!({ "n": coder }))
+        .await;
+    assert_eq!(data["updateProfile"]["displayName"], coder);
+}
+
+#[tokio::test]
+async fn room_names_refuse_control_and_format_characters() {
+    let app = TestApp::spawn().await;
+    let user = app.register("rita").await;
+    let create = "mutation($n: String!) { createRoom(input: { name: $n }) { id name } }";
+    let update =
+        "mutation($id: ID!, $n: String) { updateRoom(input: { id: $id, name: $n }) { name } }";
+    let coder = "👩\u{200D}💻 corner";
+    let data = app
+        .ok(Some(&user.token), create, json!({ "n": coder }))
+        .await;
+    assert_eq!(data["createRoom"]["name"], coder);
+    let room = data["createRoom"]["id"].clone();
+    for name in INVISIBLE {
+        let res = app
+            .gql(Some(&user.token), create, json!({ "n": name }))
+            .await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+        let res = app
+            .gql(Some(&user.token), update, json!({ "id": room, "n": name }))
+            .await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{name:?}: {res}");
+    }
+    let data = app
+        .ok(
+            Some(&user.token),
+            update,
+            json!({ "id": room, "n": "Coders" }),
+        )
+        .await;
+    assert_eq!(data["updateRoom"]["name"], "Coders");
+}
+
+async fn login_attempt(app: &TestApp, login: &str, password: &str) -> Value {
+    app.gql(
+        None,
+        LOGIN,
+        json!({ "i": { "login": login, "password": password } }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn concurrent_wrong_logins_reach_bcrypt_at_most_the_limit() {
+    let app = TestApp::spawn().await; // 10 failures per login per window
+    app.register("rita").await;
+    let answers = futures_util::future::join_all(
+        (0..40).map(|_| login_attempt(&app, "rita", "wrong password")),
+    )
+    .await;
+    let codes: Vec<&str> = answers.iter().map(error_code).collect();
+    let unauthenticated = codes.iter().filter(|c| **c == "UNAUTHENTICATED").count();
+    let limited = codes.iter().filter(|c| **c == "RATE_LIMITED").count();
+    assert_eq!((unauthenticated, limited), (10, 30), "{codes:?}");
+    for res in answers.iter().filter(|r| error_code(r) == "RATE_LIMITED") {
+        let wait = res["errors"][0]["extensions"]["retryAfter"].as_u64();
+        assert!(wait.is_some_and(|s| (1..=15 * 60).contains(&s)), "{res}");
+    }
+}
+
+#[tokio::test]
+async fn login_limit_ends_with_its_window() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.login_max_failures = 2;
+        c.limits.login_window = std::time::Duration::from_secs(3);
+    })
+    .await;
+    app.register("rita").await;
+    for _ in 0..2 {
+        let res = login_attempt(&app, "rita", "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{res}");
+    }
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert_eq!(error_code(&res), "RATE_LIMITED", "{res}");
+    let wait = res["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retryAfter in {res}"));
+    assert!((1..=3).contains(&wait), "{res}");
+    // Once the advertised wait has passed, the window is over.
+    tokio::time::sleep(std::time::Duration::from_millis(wait * 1000 + 100)).await;
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert!(res.get("errors").is_none(), "{res}");
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_count() {
+    let app = TestApp::spawn_with(|c| c.limits.login_max_failures = 3).await;
+    app.register("rita").await;
+    for _ in 0..2 {
+        let res = login_attempt(&app, "rita", "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{res}");
+    }
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert!(res.get("errors").is_none(), "{res}");
+    for _ in 0..3 {
+        let res = login_attempt(&app, "rita", "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{res}");
+    }
+    let res = login_attempt(&app, "rita", "wrong password").await;
+    assert_eq!(error_code(&res), "RATE_LIMITED", "{res}");
+}
+
+#[tokio::test]
+async fn spaces_and_case_do_not_give_a_login_fresh_attempts() {
+    let app = TestApp::spawn_with(|c| c.limits.login_max_failures = 3).await;
+    app.register("rita").await;
+    for login in [" rita", "RITA ", "\trita"] {
+        let res = login_attempt(&app, login, "wrong password").await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{login:?}: {res}");
+    }
+    let res = login_attempt(&app, "rita", "correct horse").await;
+    assert_eq!(error_code(&res), "RATE_LIMITED", "{res}");
+}
+
+/// An access token signed with the app's own key, with the claims given.
+fn mint(app: &TestApp, claims: Value) -> String {
+    let secret = app.app.state.config.jwt_secret.clone().unwrap();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn access_tokens_need_our_issuer_and_audience_and_a_past_issue_time() {
+    let app = TestApp::spawn().await;
+    let user = app.register("rita").await;
+    let (_, id) = confab::graphql::id::decode_any(&user.id).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |patch: Value| {
+        let mut claims = json!({
+            "sub": id, "iat": now, "exp": now + 600, "typ": "access",
+            "iss": "confab", "aud": "confab-api",
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    };
+    let me = "{ me { username } }";
+    // The minting is right: these pass (30 s of clock skew are tolerated).
+    for ok in [json!({}), json!({ "iat": now + 10, "nbf": now + 10 })] {
+        let data = app.ok(Some(&mint(&app, claims(ok))), me, json!({})).await;
+        assert_eq!(data["me"]["username"], "rita");
+    }
+    for bad in [
+        json!({ "iat": now + 3600 }),
+        json!({ "nbf": now + 3600 }),
+        json!({ "iss": "someone-else" }),
+        json!({ "aud": "another-api" }),
+        json!({ "iss": null }),
+        json!({ "aud": null }),
+    ] {
+        let token = mint(&app, claims(bad.clone()));
+        let (status, res) = app.gql_raw(Some(&token), me, json!({})).await;
+        assert_eq!(status, 401, "{bad}: {res}");
+        assert_eq!(error_code(&res), "UNAUTHENTICATED", "{bad}: {res}");
+    }
+}
+
+#[tokio::test]
+async fn a_short_jwt_secret_is_refused_at_start() {
+    let db = crate::support::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::test_config(&db.url, dir.path());
+    config.jwt_secret = Some("0123456789".into());
+    let err = confab::App::build(config)
+        .await
+        .err()
+        .expect("a 10-byte secret");
+    assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    // 32 bytes is enough.
+    let mut config = crate::support::test_config(&db.url, dir.path());
+    config.jwt_secret = Some("x".repeat(32));
+    assert!(confab::App::build(config).await.is_ok());
+}
