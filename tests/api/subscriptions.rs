@@ -618,3 +618,118 @@ async fn a_dropped_listen_connection_reconnects_and_catches_up() {
     assert_eq!(sub.next_content().await, "after");
     sub.expect_silence().await;
 }
+
+/// Pages forward with `after: endCursor` from the start of the room until
+/// `end` is in the history, while others send: every message once, in order.
+async fn page_forward_until(app: &TestApp, user: &TestUser, room: &str, end: &str) -> Vec<String> {
+    const PAGE: &str = "query($id: ID!, $after: String) { room(id: $id) {
+        messages(first: 100, after: $after) { edges { node { content } } pageInfo { hasNextPage endCursor } } } }";
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    for _ in 0..20_000 {
+        let v = app
+            .ok(
+                Some(&user.token),
+                PAGE,
+                json!({ "id": room, "after": after }),
+            )
+            .await;
+        let conn = &v["room"]["messages"];
+        for edge in conn["edges"].as_array().unwrap() {
+            seen.push(edge["node"]["content"].as_str().unwrap().to_owned());
+        }
+        if seen.last().is_some_and(|c| c == end) {
+            return seen;
+        }
+        // An empty page has no endCursor: stay where the last page ended.
+        if let Some(cursor) = conn["pageInfo"]["endCursor"].as_str() {
+            after = json!(cursor);
+        }
+        if conn["pageInfo"]["hasNextPage"] == false {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    panic!("`{end}` never reached the history");
+}
+
+/// Eight members send 250 messages each at once (through both instances on
+/// PostgreSQL). A client paging forward with `after: endCursor` and a live
+/// subscriber (on the other instance on PostgreSQL) both get all 2,000, each
+/// once, in one order: the commit order, which is the history's order.
+#[tokio::test]
+async fn concurrent_senders_reach_pager_and_subscriber_in_one_order() {
+    const SENDERS: usize = 8;
+    const EACH: usize = 250;
+    let one = TestApp::spawn().await;
+    let two = if is_postgres() {
+        Some(one.peer().await)
+    } else {
+        None
+    };
+    let other = two.as_ref().unwrap_or(&one);
+    let alice = one.register("alice").await;
+    let r = create_room(&one, &alice, "Busy").await;
+    let mut senders = Vec::new();
+    for n in 0..SENDERS {
+        let user = one.register(&format!("sender{n}")).await;
+        join(&one, &user, &r).await;
+        senders.push(user);
+    }
+    let mut sub = room_sub(other, &alice, PROTOCOLS[0], &r).await;
+    sync_room(&one, &alice, &r, &mut [&mut sub]).await;
+
+    let room = r.as_str();
+    let sending = join_all(senders.iter().enumerate().map(|(n, user)| {
+        let app = if n % 2 == 0 { &one } else { other };
+        async move {
+            for k in 0..EACH {
+                send(app, user, room, &format!("s{n}-{k}")).await;
+            }
+        }
+    }));
+    let paging = page_forward_until(other, &alice, &r, "end");
+    let listening = sub.contents_until("end");
+    let ((), paged, live) = within(300, async {
+        let (sent, paged, live) = tokio::join!(
+            async {
+                sending.await;
+                send(&one, &alice, &r, "end").await;
+            },
+            paging,
+            listening
+        );
+        (sent, paged, live)
+    })
+    .await;
+
+    // Only the senders' messages ("s<n>-<k>"), not the sync markers.
+    let is_sent = |c: &&String| {
+        c.strip_prefix('s')
+            .is_some_and(|rest| rest.starts_with(|ch: char| ch.is_ascii_digit()))
+    };
+    let paged: Vec<String> = paged.iter().filter(is_sent).cloned().collect();
+    let live: Vec<String> = live.iter().filter(is_sent).cloned().collect();
+    assert_eq!(
+        paged.len(),
+        SENDERS * EACH,
+        "the pager missed or repeated messages"
+    );
+    let unique: std::collections::HashSet<&String> = paged.iter().collect();
+    assert_eq!(
+        unique.len(),
+        SENDERS * EACH,
+        "the pager saw a message twice"
+    );
+    assert!(
+        live == paged,
+        "the subscriber's order differs from the history's"
+    );
+    // Each sender's own messages keep their order.
+    for n in 0..SENDERS {
+        let mine: Vec<usize> = paged
+            .iter()
+            .filter_map(|c| c.strip_prefix(&format!("s{n}-"))?.parse().ok())
+            .collect();
+        assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
+    }
+}
