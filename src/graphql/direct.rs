@@ -36,7 +36,7 @@ impl DirectMessage {
         let Some(viewer) = ctx.viewer() else {
             return Ok(None);
         };
-        let found = ctx.loaders().direct_messages.load_one(id).await?;
+        let found = ctx.loaders().direct_messages().load_one(id).await?;
         Ok(found
             .filter(|m| m.sender_id == viewer.user_id || m.receiver_id == viewer.user_id)
             .map(Self))
@@ -82,7 +82,7 @@ impl Conversation {
     async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<DirectMessage> {
         let found = ctx
             .loaders()
-            .direct_messages
+            .direct_messages()
             .load_one(self.0.last_message_id)
             .await?;
         Ok(found
@@ -94,7 +94,7 @@ impl Conversation {
     async fn unread_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
         let n = ctx
             .loaders()
-            .conversation_unread
+            .conversation_unread()
             .load_one(self.0.peer_id)
             .await?;
         Ok(i32::try_from(n.unwrap_or(0)).unwrap_or(i32::MAX))

@@ -2,7 +2,10 @@
 //! The queries themselves live in `service`.
 //! They batch only (no cache), so a long-lived subscription never serves stale rows.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use entity::{direct_message, follow::FollowStatus, message, room, room_member, user};
@@ -29,57 +32,140 @@ impl From<AppError> for LoadError {
     }
 }
 
+/// The request's DataLoaders, each made on first use: a subscription that
+/// never needs one (a live room hands out messages with their senders) keeps
+/// none while it idles.
 pub struct Loaders {
-    pub users: DataLoader<UserLoader>,
-    pub rooms: DataLoader<RoomLoader>,
-    pub messages: DataLoader<MessageLoader>,
-    pub direct_messages: DataLoader<DirectMessageLoader>,
-    pub member_counts: DataLoader<MemberCountLoader>,
-    pub memberships: DataLoader<MembershipLoader>,
-    pub room_unread: DataLoader<RoomUnreadLoader>,
-    pub conversation_unread: DataLoader<ConversationUnreadLoader>,
-    pub followers_count: DataLoader<FollowCountLoader>,
-    pub following_count: DataLoader<FollowCountLoader>,
-    pub viewer_follow_status: DataLoader<FollowStatusLoader>,
+    db: DatabaseConnection,
+    viewer: Option<Viewer>,
+    users: OnceLock<DataLoader<UserLoader>>,
+    rooms: OnceLock<DataLoader<RoomLoader>>,
+    messages: OnceLock<DataLoader<MessageLoader>>,
+    direct_messages: OnceLock<DataLoader<DirectMessageLoader>>,
+    member_counts: OnceLock<DataLoader<MemberCountLoader>>,
+    memberships: OnceLock<DataLoader<MembershipLoader>>,
+    room_unread: OnceLock<DataLoader<RoomUnreadLoader>>,
+    conversation_unread: OnceLock<DataLoader<ConversationUnreadLoader>>,
+    followers_count: OnceLock<DataLoader<FollowCountLoader>>,
+    following_count: OnceLock<DataLoader<FollowCountLoader>>,
+    viewer_follow_status: OnceLock<DataLoader<FollowStatusLoader>>,
+}
+
+/// The loader in `cell`, made by `make` the first time.
+fn loader<T: Loader<Uuid>>(
+    cell: &OnceLock<DataLoader<T>>,
+    make: impl FnOnce() -> T,
+) -> &DataLoader<T> {
+    cell.get_or_init(|| DataLoader::new(make(), tokio::spawn))
 }
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection, viewer: Option<Viewer>) -> Self {
-        let db = || db.clone();
         Self {
-            users: DataLoader::new(UserLoader { db: db() }, tokio::spawn),
-            rooms: DataLoader::new(RoomLoader { db: db() }, tokio::spawn),
-            messages: DataLoader::new(MessageLoader { db: db() }, tokio::spawn),
-            direct_messages: DataLoader::new(DirectMessageLoader { db: db() }, tokio::spawn),
-            member_counts: DataLoader::new(MemberCountLoader { db: db() }, tokio::spawn),
-            memberships: DataLoader::new(MembershipLoader { db: db(), viewer }, tokio::spawn),
-            room_unread: DataLoader::new(RoomUnreadLoader { db: db(), viewer }, tokio::spawn),
-            conversation_unread: DataLoader::new(
-                ConversationUnreadLoader { db: db(), viewer },
-                tokio::spawn,
-            ),
-            followers_count: DataLoader::new(
-                FollowCountLoader {
-                    db: db(),
-                    side: Side::Followers,
-                },
-                tokio::spawn,
-            ),
-            following_count: DataLoader::new(
-                FollowCountLoader {
-                    db: db(),
-                    side: Side::Following,
-                },
-                tokio::spawn,
-            ),
-            viewer_follow_status: DataLoader::new(
-                FollowStatusLoader {
-                    db: db(),
-                    viewer: viewer.map(|v| v.user_id),
-                },
-                tokio::spawn,
-            ),
+            db: db.clone(),
+            viewer,
+            users: OnceLock::new(),
+            rooms: OnceLock::new(),
+            messages: OnceLock::new(),
+            direct_messages: OnceLock::new(),
+            member_counts: OnceLock::new(),
+            memberships: OnceLock::new(),
+            room_unread: OnceLock::new(),
+            conversation_unread: OnceLock::new(),
+            followers_count: OnceLock::new(),
+            following_count: OnceLock::new(),
+            viewer_follow_status: OnceLock::new(),
         }
+    }
+
+    pub fn users(&self) -> &DataLoader<UserLoader> {
+        loader(&self.users, || {
+            let db = self.db.clone();
+            UserLoader { db }
+        })
+    }
+
+    pub fn rooms(&self) -> &DataLoader<RoomLoader> {
+        loader(&self.rooms, || {
+            let db = self.db.clone();
+            RoomLoader { db }
+        })
+    }
+
+    pub fn messages(&self) -> &DataLoader<MessageLoader> {
+        loader(&self.messages, || {
+            let db = self.db.clone();
+            MessageLoader { db }
+        })
+    }
+
+    pub fn direct_messages(&self) -> &DataLoader<DirectMessageLoader> {
+        loader(&self.direct_messages, || {
+            let db = self.db.clone();
+            DirectMessageLoader { db }
+        })
+    }
+
+    pub fn member_counts(&self) -> &DataLoader<MemberCountLoader> {
+        loader(&self.member_counts, || {
+            let db = self.db.clone();
+            MemberCountLoader { db }
+        })
+    }
+
+    pub fn memberships(&self) -> &DataLoader<MembershipLoader> {
+        loader(&self.memberships, || {
+            let db = self.db.clone();
+            let viewer = self.viewer;
+            MembershipLoader { db, viewer }
+        })
+    }
+
+    pub fn room_unread(&self) -> &DataLoader<RoomUnreadLoader> {
+        loader(&self.room_unread, || {
+            let db = self.db.clone();
+            let viewer = self.viewer;
+            RoomUnreadLoader { db, viewer }
+        })
+    }
+
+    pub fn conversation_unread(&self) -> &DataLoader<ConversationUnreadLoader> {
+        loader(&self.conversation_unread, || {
+            let db = self.db.clone();
+            let viewer = self.viewer;
+            ConversationUnreadLoader { db, viewer }
+        })
+    }
+
+    pub fn followers_count(&self) -> &DataLoader<FollowCountLoader> {
+        loader(&self.followers_count, || {
+            let db = self.db.clone();
+            FollowCountLoader {
+                db,
+                side: Side::Followers,
+            }
+        })
+    }
+
+    pub fn following_count(&self) -> &DataLoader<FollowCountLoader> {
+        loader(&self.following_count, || {
+            let db = self.db.clone();
+            FollowCountLoader {
+                db,
+                side: Side::Following,
+            }
+        })
+    }
+
+    pub fn viewer_follow_status(&self) -> &DataLoader<FollowStatusLoader> {
+        loader(&self.viewer_follow_status, || {
+            let db = self.db.clone();
+            let viewer = self.viewer;
+            FollowStatusLoader {
+                db,
+                viewer: viewer.map(|v| v.user_id),
+            }
+        })
     }
 }
 

@@ -33,13 +33,13 @@ impl Room {
     }
 
     pub async fn load(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Self>> {
-        Ok(ctx.loaders().rooms.load_one(id).await?.map(Self))
+        Ok(ctx.loaders().rooms().load_one(id).await?.map(Self))
     }
 
     /// The viewer, who must be a member: UNAUTHENTICATED, else FORBIDDEN.
     async fn require_member(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         let viewer = ctx.require_viewer()?;
-        let membership = ctx.loaders().memberships.load_one(self.0.id).await?;
+        let membership = ctx.loaders().memberships().load_one(self.0.id).await?;
         rooms::check_reader(membership.as_deref())?;
         Ok(viewer)
     }
@@ -76,18 +76,18 @@ impl Room {
     }
 
     async fn members_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        let n = ctx.loaders().member_counts.load_one(self.0.id).await?;
+        let n = ctx.loaders().member_counts().load_one(self.0.id).await?;
         Ok(count(n.unwrap_or(0)))
     }
 
     async fn viewer_is_member(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let membership = ctx.loaders().memberships.load_one(self.0.id).await?;
+        let membership = ctx.loaders().memberships().load_one(self.0.id).await?;
         Ok(membership.is_some())
     }
 
     /// Messages in this room the viewer has not read; 0 for non-members.
     async fn unread_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        let n = ctx.loaders().room_unread.load_one(self.0.id).await?;
+        let n = ctx.loaders().room_unread().load_one(self.0.id).await?;
         Ok(count(n.unwrap_or(0)))
     }
 
@@ -107,7 +107,7 @@ impl Room {
         let slice = rooms::members(ctx.db(), self.0.id, &page).await?;
         let users = ctx
             .loaders()
-            .users
+            .users()
             .load_many(slice.items.iter().map(|m| m.user_id))
             .await?;
         // A member whose account is gone since the page was read is left out.
@@ -173,10 +173,14 @@ impl Message {
         if ctx.viewer().is_none() {
             return Ok(None);
         }
-        let Some(message) = ctx.loaders().messages.load_one(id).await? else {
+        let Some(message) = ctx.loaders().messages().load_one(id).await? else {
             return Ok(None);
         };
-        let membership = ctx.loaders().memberships.load_one(message.room_id).await?;
+        let membership = ctx
+            .loaders()
+            .memberships()
+            .load_one(message.room_id)
+            .await?;
         Ok(rooms::check_reader(membership.as_deref())
             .is_ok()
             .then_some(Self {
@@ -281,7 +285,7 @@ impl RoomQuery {
         let slice = rooms::list_mine(ctx.db(), viewer.user_id, &page).await?;
         let found = ctx
             .loaders()
-            .rooms
+            .rooms()
             .load_many(slice.items.iter().map(|(id, _)| *id))
             .await?;
         // A room deleted since the list was read is left out.

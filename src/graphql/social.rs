@@ -74,18 +74,18 @@ fn count(n: Option<i64>) -> i32 {
 }
 
 pub async fn followers_count(ctx: &Context<'_>, user: Uuid) -> async_graphql::Result<i32> {
-    Ok(count(ctx.loaders().followers_count.load_one(user).await?))
+    Ok(count(ctx.loaders().followers_count().load_one(user).await?))
 }
 
 pub async fn following_count(ctx: &Context<'_>, user: Uuid) -> async_graphql::Result<i32> {
-    Ok(count(ctx.loaders().following_count.load_one(user).await?))
+    Ok(count(ctx.loaders().following_count().load_one(user).await?))
 }
 
 pub async fn viewer_follow_status(
     ctx: &Context<'_>,
     user: Uuid,
 ) -> async_graphql::Result<Option<FollowStatus>> {
-    let status = ctx.loaders().viewer_follow_status.load_one(user).await?;
+    let status = ctx.loaders().viewer_follow_status().load_one(user).await?;
     Ok(status.map(Into::into))
 }
 

@@ -47,7 +47,12 @@ impl User {
 
     /// Loads a user by id through the request's DataLoader.
     pub async fn load(ctx: &Context<'_>, id: uuid::Uuid) -> async_graphql::Result<Option<Self>> {
-        Ok(ctx.loaders().users.load_one(id).await?.map(Self::from_arc))
+        Ok(ctx
+            .loaders()
+            .users()
+            .load_one(id)
+            .await?
+            .map(Self::from_arc))
     }
 
     /// A row that must exist (a foreign key points at it).
