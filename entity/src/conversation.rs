@@ -11,6 +11,8 @@ pub struct Model {
     pub last_message_id: Uuid,
     pub last_message_at: DateTimeUtc,
     pub last_read_at: DateTimeUtc,
+    /// Everything up to this position of the user's own stream is read.
+    pub last_read_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,12 @@ pub struct Model {
     pub content: String,
     pub client_message_id: Option<String>,
     pub created_at: DateTimeUtc,
+    /// Position in the sender's stream of direct messages.
+    pub sender_seq: i64,
+    /// Position in the receiver's stream of direct messages.
+    pub receiver_seq: i64,
+    /// Position in the thread: the lower-id party's position (commit order).
+    pub thread_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

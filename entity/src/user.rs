@@ -15,6 +15,8 @@ pub struct Model {
     pub identity_key: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The head of the user's stream of direct messages (sent and received).
+    pub dm_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

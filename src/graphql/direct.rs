@@ -133,7 +133,7 @@ impl DirectQuery {
         let page = args.page(ListKind::DirectMessages)?;
         let slice = direct::thread_messages(ctx.db(), viewer.user_id, peer, &page).await?;
         Ok(DirectMessageConnection::new(slice, |m| DirectMessageEdge {
-            cursor: encode_cursor(ListKind::DirectMessages, &m.created_at, m.id),
+            cursor: encode_cursor(ListKind::DirectMessages, &m.thread_seq, m.id),
             node: DirectMessage::new(m),
         }))
     }

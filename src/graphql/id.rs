@@ -95,7 +95,8 @@ impl ListKind {
             Self::Members => "members",
             // Positions in the room's stream (an earlier format held timestamps).
             Self::Messages => "history",
-            Self::DirectMessages => "dms",
+            // Positions in the thread (an earlier format held timestamps).
+            Self::DirectMessages => "thread",
             Self::Conversations => "conversations",
             Self::Followers => "followers",
             Self::Following => "following",

@@ -34,8 +34,8 @@ pub enum Event {
     RoomStream { room_id: Uuid, seq: i64 },
     /// The room is gone, and with it its stream.
     RoomDeleted { room_id: Uuid },
-    /// A direct message was committed between two users.
-    DirectMessage { message_id: Uuid },
+    /// The user's stream of direct messages has committed every position up to `seq`.
+    UserStream { user_id: Uuid, seq: i64 },
     /// Events may have been missed (the broker reconnected, a receiver lagged): re-read.
     Resync,
 }

@@ -1,17 +1,24 @@
 //! Direct messages between two users, and each user's list of threads.
 //!
+//! Each user has a stream of the direct messages they send or receive
+//! (`users.dm_seq` is its head). A send takes the next position of both
+//! parties' streams under their row locks, in id order so two opposite sends
+//! cannot deadlock, and announces both inside its transaction: positions
+//! commit in order. `thread_seq`, the lower-id party's position, orders a
+//! thread (both locks are held for every send of a thread).
+//!
 //! A thread is read through the expression index of migration
-//! m20261123_000003: LEAST/GREATEST on PostgreSQL, min/max on SQLite. The
+//! m20261201_000002: LEAST/GREATEST on PostgreSQL, min/max on SQLite. The
 //! queries here use the very same expressions, or the index is not used.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{conversation, direct_message};
+use entity::{conversation, direct_message, user};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, Set, TransactionTrait,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict, Order, Query},
 };
 use uuid::Uuid;
 
@@ -21,7 +28,7 @@ use crate::{
     service::{
         UnreadCount, count_unread, insert_unless_retry, new_id, now,
         page::{Page, Slice, SortOrder},
-        stamped_since, users, validate_client_message_id, validate_content,
+        users, validate_client_message_id, validate_content,
     },
 };
 
@@ -63,9 +70,7 @@ pub async fn send(
     validate_content(&input.content)?;
     validate_client_message_id(input.client_message_id.as_deref())?;
     let txn = db.begin().await?;
-    if users::find(&txn, input.to).await?.is_none() {
-        return Err(AppError::not_found("user not found"));
-    }
+    let (sender_seq, receiver_seq) = next_positions(&txn, viewer, input.to).await?;
     let model = direct_message::Model {
         id: new_id(),
         sender_id: viewer,
@@ -73,6 +78,13 @@ pub async fn send(
         content: input.content,
         client_message_id: input.client_message_id,
         created_at: now(),
+        sender_seq,
+        receiver_seq,
+        thread_seq: if viewer < input.to {
+            sender_seq
+        } else {
+            receiver_seq
+        },
     };
     let retry = [
         direct_message::Column::SenderId,
@@ -85,14 +97,41 @@ pub async fn send(
         return Ok(first);
     }
     move_thread_ends(&txn, &model).await?;
-    for user in [model.sender_id, model.receiver_id] {
-        let event = Event::DirectMessage {
-            message_id: model.id,
-        };
-        broker.publish_in(&txn, Topic::User(user), event).await?;
+    for (user_id, seq) in [(viewer, sender_seq), (input.to, receiver_seq)] {
+        let event = Event::UserStream { user_id, seq };
+        broker.publish_in(&txn, Topic::User(user_id), event).await?;
     }
     txn.commit().await?;
     Ok(model)
+}
+
+/// The next positions of the sender's and the receiver's streams. Each
+/// UPDATE locks its user's row until the transaction ends; the rows are
+/// taken in id order. NOT_FOUND when the receiver does not exist.
+async fn next_positions(
+    txn: &DatabaseTransaction,
+    sender: Uuid,
+    receiver: Uuid,
+) -> AppResult<(i64, i64)> {
+    let (first, second) = if sender < receiver {
+        (sender, receiver)
+    } else {
+        (receiver, sender)
+    };
+    let mut positions = HashMap::new();
+    for user_id in [first, second] {
+        let bump = Query::update()
+            .table(user::Entity)
+            .value(user::Column::DmSeq, Expr::col(user::Column::DmSeq).add(1))
+            .and_where(Expr::col(user::Column::Id).eq(user_id))
+            .returning_col(user::Column::DmSeq)
+            .to_owned();
+        let Some(row) = txn.query_one(&bump).await? else {
+            return Err(AppError::not_found("user not found"));
+        };
+        positions.insert(user_id, row.try_get::<i64>("", "dm_seq")?);
+    }
+    Ok((positions[&sender], positions[&receiver]))
 }
 
 /// Points both ends of the thread (one `conversations` row per party) at `message`.
@@ -106,10 +145,10 @@ async fn move_thread_ends(
     ends.sort();
     for (user_id, peer_id) in ends {
         // A thread's first message: the sender has read it, the receiver nothing yet.
-        let last_read_at = if user_id == sender {
-            message.created_at
+        let (last_read_at, last_read_seq) = if user_id == sender {
+            (message.created_at, message.sender_seq)
         } else {
-            DateTime::<Utc>::UNIX_EPOCH
+            (DateTime::<Utc>::UNIX_EPOCH, 0)
         };
         let row = conversation::ActiveModel {
             user_id: Set(user_id),
@@ -117,18 +156,15 @@ async fn move_thread_ends(
             last_message_id: Set(message.id),
             last_message_at: Set(message.created_at),
             last_read_at: Set(last_read_at),
+            last_read_seq: Set(last_read_seq),
         };
-        // Only ever forward: a concurrent send stamped later may have committed first.
+        // The parties' row locks serialise a thread's sends: this one is the newest.
         let upsert =
             OnConflict::columns([conversation::Column::UserId, conversation::Column::PeerId])
                 .update_columns([
                     conversation::Column::LastMessageId,
                     conversation::Column::LastMessageAt,
                 ])
-                .action_and_where(
-                    Expr::col((conversation::Entity, conversation::Column::LastMessageAt))
-                        .lte(Expr::cust("excluded.last_message_at")),
-                )
                 .to_owned();
         conversation::Entity::insert(row)
             .on_conflict(upsert)
@@ -143,7 +179,7 @@ pub async fn thread_messages(
     db: &DatabaseConnection,
     viewer: Uuid,
     peer: Uuid,
-    page: &Page<DateTime<Utc>>,
+    page: &Page<i64>,
 ) -> AppResult<Slice<direct_message::Model>> {
     if peer == viewer {
         return Err(AppError::bad_input(
@@ -155,7 +191,7 @@ pub async fn thread_messages(
     }
     let select = page.apply(
         direct_message::Entity::find().filter(thread(db.get_database_backend(), viewer, peer)),
-        Expr::col((direct_message::Entity, direct_message::Column::CreatedAt)),
+        Expr::col((direct_message::Entity, direct_message::Column::ThreadSeq)),
         Expr::col((direct_message::Entity, direct_message::Column::Id)),
         SortOrder::Asc,
     );
@@ -186,8 +222,11 @@ pub async fn mark_read(
     if peer != viewer && users::find(db, peer).await?.is_none() {
         return Err(AppError::not_found("user not found"));
     }
+    // Up to the newest position of the viewer's stream committed now.
+    let head = users::find(db, viewer).await?.map_or(0, |u| u.dm_seq);
     conversation::Entity::update_many()
         .col_expr(conversation::Column::LastReadAt, Expr::value(now()))
+        .col_expr(conversation::Column::LastReadSeq, Expr::value(head))
         .filter(conversation::Column::UserId.eq(viewer))
         .filter(conversation::Column::PeerId.eq(peer))
         .exec(db)
@@ -207,46 +246,51 @@ pub async fn find_many(
         .await?)
 }
 
-/// The direct messages to or from `viewer` among `ids`.
-pub async fn messages_by_ids(
+/// The user's stream after position `after`, through `until` when given:
+/// the direct messages they sent or received there, in order, at most `limit`.
+pub async fn stream_after(
     db: &impl ConnectionTrait,
-    viewer: Uuid,
-    ids: &[Uuid],
+    user_id: Uuid,
+    after: i64,
+    until: Option<i64>,
+    limit: u64,
 ) -> AppResult<Vec<direct_message::Model>> {
+    let side = |user: direct_message::Column, seq: direct_message::Column| {
+        let mut cond = Condition::all()
+            .add(Expr::col(user).eq(user_id))
+            .add(Expr::col(seq).gt(after));
+        if let Some(until) = until {
+            cond = cond.add(Expr::col(seq).lte(until));
+        }
+        cond
+    };
+    let position: Expr = Expr::case(
+        Expr::col(direct_message::Column::SenderId).eq(user_id),
+        Expr::col(direct_message::Column::SenderSeq),
+    )
+    .finally(Expr::col(direct_message::Column::ReceiverSeq))
+    .into();
     Ok(direct_message::Entity::find()
-        .filter(direct_message::Column::Id.is_in(ids.iter().copied()))
         .filter(
             Condition::any()
-                .add(direct_message::Column::SenderId.eq(viewer))
-                .add(direct_message::Column::ReceiverId.eq(viewer)),
+                .add(side(
+                    direct_message::Column::SenderId,
+                    direct_message::Column::SenderSeq,
+                ))
+                .add(side(
+                    direct_message::Column::ReceiverId,
+                    direct_message::Column::ReceiverSeq,
+                )),
         )
+        .order_by(position, Order::Asc)
+        .limit(limit)
         .all(db)
         .await?)
 }
 
-/// Direct messages to or from `viewer` stamped at or after `since`, oldest
-/// first, after the keyset position `after` (exclusive), at most `limit`.
-pub async fn messages_since(
-    db: &impl ConnectionTrait,
-    viewer: Uuid,
-    since: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, Uuid)>,
-    limit: u64,
-) -> AppResult<Vec<direct_message::Model>> {
-    let select = direct_message::Entity::find().filter(
-        Condition::any()
-            .add(direct_message::Column::SenderId.eq(viewer))
-            .add(direct_message::Column::ReceiverId.eq(viewer)),
-    );
-    let select = stamped_since(
-        select,
-        Expr::col((direct_message::Entity, direct_message::Column::CreatedAt)),
-        Expr::col((direct_message::Entity, direct_message::Column::Id)),
-        since,
-        after,
-        limit,
-    );
-    Ok(select.all(db).await?)
+/// The newest position of the user's stream; None when there is no such user.
+pub async fn head(db: &impl ConnectionTrait, user_id: Uuid) -> AppResult<Option<i64>> {
+    Ok(users::find(db, user_id).await?.map(|u| u.dm_seq))
 }
 
 /// Unread messages per peer for `viewer`: from the peer, after the viewer's read mark.
@@ -268,7 +312,9 @@ pub async fn unread_counts(
             unread: d(direct_message::Column::SenderId)
                 .eq(c(conversation::Column::PeerId))
                 .and(d(direct_message::Column::ReceiverId).eq(c(conversation::Column::UserId)))
-                .and(d(direct_message::Column::CreatedAt).gt(c(conversation::Column::LastReadAt))),
+                .and(
+                    d(direct_message::Column::ReceiverSeq).gt(c(conversation::Column::LastReadSeq)),
+                ),
         },
         viewer,
         peers,

@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel,
-    ModelTrait, QueryFilter, QueryOrder, QuerySelect, Select, TryInsertResult,
-    sea_query::{Expr, ExprTrait, Order, Query},
+    ModelTrait, QueryFilter, TryInsertResult,
+    sea_query::{Expr, ExprTrait, Query},
 };
 
 use crate::error::{AppError, AppResult};
@@ -105,30 +105,6 @@ where
         AppError::internal(std::io::Error::other("conflicting message not found"))
     })?;
     Ok(Some(first))
-}
-
-/// Rows of `select` stamped at or after `since` and after the keyset
-/// position `after` (exclusive): oldest first, at most `limit`. What a live
-/// feed re-reads.
-pub fn stamped_since<E: EntityTrait>(
-    mut select: Select<E>,
-    key: Expr,
-    id: Expr,
-    since: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, uuid::Uuid)>,
-    limit: u64,
-) -> Select<E> {
-    select = select.filter(key.clone().gte(since));
-    if let Some((at, last)) = after {
-        select = select.filter(
-            Expr::tuple([key.clone(), id.clone()])
-                .gt(Expr::tuple([Expr::val(at), Expr::val(last)])),
-        );
-    }
-    select
-        .order_by(key, Order::Asc)
-        .order_by(id, Order::Asc)
-        .limit(limit)
 }
 
 /// Unread messages per key (a room, a peer) for one reader, counted in SQL

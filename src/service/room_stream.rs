@@ -20,7 +20,7 @@ use std::{
 };
 
 use entity::{message, room_event::RoomEventKind, user};
-use futures_util::{FutureExt, Stream};
+use futures_util::Stream;
 use sea_orm::DatabaseConnection;
 use tokio::{sync::broadcast, task::AbortHandle};
 use uuid::Uuid;
@@ -28,15 +28,16 @@ use uuid::Uuid;
 use crate::{
     error::{AppError, AppResult},
     realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver},
-    service::{rooms, users},
+    service::{
+        live::{Wake, next_wake},
+        rooms, users,
+    },
 };
 
 /// Positions read per query.
 const READ_BATCH: u64 = 256;
 /// Batches a room's broadcast holds for subscribers that are behind.
 const STREAM_BUFFER: usize = 256;
-/// Wake-ups folded into one read.
-const MAX_COALESCE: usize = 64;
 /// How long the reader waits before trying a failed read again, at most.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -195,54 +196,21 @@ struct Reader {
     rooms: LiveRooms,
 }
 
-/// What the wake-ups taken at once ask the reader to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wake {
-    /// Read through this position.
-    Through(i64),
-    /// Events may have been lost: read to the end of what is committed.
-    Resync,
-    /// The room is gone.
-    Ended,
-    Nothing,
-}
-
-impl Wake {
-    fn fold(self, event: &Event, room_id: Uuid) -> Self {
-        let next = match *event {
-            Event::RoomStream { room_id: r, seq } if r == room_id => Self::Through(seq),
-            Event::RoomDeleted { room_id: r } if r == room_id => Self::Ended,
-            Event::RoomStream { .. } | Event::RoomDeleted { .. } | Event::DirectMessage { .. } => {
-                Self::Nothing
+impl Reader {
+    /// What an event means to this room's reader.
+    fn classify(&self, event: &Event) -> Wake {
+        match *event {
+            Event::RoomStream { room_id, seq } if room_id == self.room_id => Wake::Through(seq),
+            Event::RoomDeleted { room_id } if room_id == self.room_id => Wake::Ended,
+            Event::RoomStream { .. } | Event::RoomDeleted { .. } | Event::UserStream { .. } => {
+                Wake::Nothing
             }
-            Event::Resync => Self::Resync,
-        };
-        match (self, next) {
-            (Self::Ended, _) | (_, Self::Ended) => Self::Ended,
-            (Self::Resync, _) | (_, Self::Resync) => Self::Resync,
-            (Self::Through(a), Self::Through(b)) => Self::Through(a.max(b)),
-            (Self::Through(a), Self::Nothing) | (Self::Nothing, Self::Through(a)) => {
-                Self::Through(a)
-            }
-            (Self::Nothing, Self::Nothing) => Self::Nothing,
+            Event::Resync => Wake::Resync,
         }
     }
-}
 
-impl Reader {
     async fn run(self, mut events: TopicReceiver) {
-        loop {
-            let Some(event) = events.recv().await else {
-                break;
-            };
-            let mut wake = Wake::Nothing.fold(&event, self.room_id);
-            for _ in 0..MAX_COALESCE {
-                match events.recv().now_or_never() {
-                    Some(Some(event)) => wake = wake.fold(&event, self.room_id),
-                    Some(None) => break,
-                    None => break,
-                }
-            }
+        while let Some(wake) = next_wake(&mut events, |e| self.classify(e)).await {
             match wake {
                 Wake::Nothing => {}
                 Wake::Through(seq) if seq <= self.stream.position() => {}

@@ -184,6 +184,7 @@ pub async fn register(
         identity_key: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        dm_seq: Set(0),
     };
     // A concurrent registration of the same name loses on the unique index: CONFLICT.
     let user = model.insert(&txn).await?;
