@@ -733,3 +733,90 @@ async fn concurrent_senders_reach_pager_and_subscriber_in_one_order() {
         assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
     }
 }
+
+/// Two users send each other 150 direct messages each, at once. A client
+/// paging the thread forward and both parties' live feeds (on another
+/// instance on PostgreSQL) get all 300 once, in one order.
+#[tokio::test]
+async fn concurrent_direct_messages_reach_pager_and_feeds_in_one_order() {
+    const EACH: usize = 150;
+    const THREAD: &str = "query($u: ID!, $after: String) { directMessages(withUserId: $u, first: 100, after: $after) {
+        edges { node { content } } pageInfo { hasNextPage endCursor } } }";
+    let one = TestApp::spawn().await;
+    let two = if is_postgres() {
+        Some(one.peer().await)
+    } else {
+        None
+    };
+    let other = two.as_ref().unwrap_or(&one);
+    let alice = one.register("alice").await;
+    let bob = one.register("bob").await;
+    let mut alice_feed = dm_sub(other, &alice, PROTOCOLS[0]).await;
+    let mut bob_feed = dm_sub(other, &bob, PROTOCOLS[1]).await;
+    sync_dm(&one, &alice, &bob, &mut [&mut alice_feed, &mut bob_feed]).await;
+
+    let sending = join_all([(&one, &alice, &bob, "a"), (other, &bob, &alice, "b")].map(
+        |(app, from, to, tag)| async move {
+            for k in 0..EACH {
+                send_dm(app, from, to, &format!("{tag}{k}")).await;
+            }
+        },
+    ));
+    let paging = async {
+        let mut seen: Vec<String> = Vec::new();
+        let mut after = Value::Null;
+        for _ in 0..20_000 {
+            let v = other
+                .ok(
+                    Some(&bob.token),
+                    THREAD,
+                    json!({ "u": alice.id, "after": after }),
+                )
+                .await;
+            let conn = &v["directMessages"];
+            for edge in conn["edges"].as_array().unwrap() {
+                seen.push(edge["node"]["content"].as_str().unwrap().to_owned());
+            }
+            if seen.last().is_some_and(|c| c == "end") {
+                return seen;
+            }
+            if let Some(cursor) = conn["pageInfo"]["endCursor"].as_str() {
+                after = json!(cursor);
+            }
+            if conn["pageInfo"]["hasNextPage"] == false {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        panic!("`end` never reached the thread");
+    };
+    let (_, paged, alice_live, bob_live) = within(300, async {
+        tokio::join!(
+            async {
+                sending.await;
+                send_dm(&one, &alice, &bob, "end").await;
+            },
+            paging,
+            alice_feed.contents_until("end"),
+            bob_feed.contents_until("end"),
+        )
+    })
+    .await;
+    let sent = |c: &&String| {
+        (c.starts_with('a') || c.starts_with('b')) && c[1..].chars().all(|ch| ch.is_ascii_digit())
+    };
+    let paged: Vec<String> = paged.iter().filter(sent).cloned().collect();
+    assert_eq!(
+        paged.len(),
+        2 * EACH,
+        "the pager missed or repeated messages"
+    );
+    let unique: std::collections::HashSet<&String> = paged.iter().collect();
+    assert_eq!(unique.len(), 2 * EACH);
+    for live in [alice_live, bob_live] {
+        let live: Vec<String> = live.iter().filter(sent).cloned().collect();
+        assert!(
+            live == paged,
+            "a party's feed differs from the thread's order"
+        );
+    }
+}
