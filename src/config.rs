@@ -57,6 +57,8 @@ pub struct Limits {
     pub ws_connections: usize,
     /// How long a WebSocket may take to send `connection_init`.
     pub ws_init_timeout: Duration,
+    /// How long a socket acknowledged without a signed-in viewer stays open.
+    pub ws_anonymous_ttl: Duration,
     /// How often an idle WebSocket is pinged.
     pub ws_keep_alive: Duration,
     /// Largest WebSocket message (and frame).
@@ -81,6 +83,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             ws_connections: 10_000,
             ws_init_timeout: Duration::from_secs(3),
+            ws_anonymous_ttl: Duration::from_secs(10),
             ws_keep_alive: Duration::from_secs(20),
             ws_message_bytes: 64 * 1024,
             ws_subscriptions_per_socket: 100,

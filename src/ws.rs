@@ -11,7 +11,7 @@
 //! each subscription runs in its own task and hands its messages to the loop
 //! through a bounded channel, so a slow client only ever slows itself.
 
-use std::{borrow::Cow, collections::HashMap};
+use std::{borrow::Cow, collections::HashMap, pin::Pin, time::Duration};
 
 use async_graphql::Response;
 use axum::{
@@ -25,12 +25,18 @@ use axum::{
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use tokio::{sync::mpsc, task::AbortHandle};
+use tokio::{
+    sync::mpsc,
+    task::AbortHandle,
+    time::{Instant, Sleep},
+};
 
 use crate::{
     auth::{self, Viewer},
     error::{AppError, AppResult, ErrorCode},
     graphql::{Endpoint, RequestBody},
+    realtime::{Event, Topic, TopicReceiver},
+    service::sessions,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +178,11 @@ struct Connection {
     socket: WebSocket,
     header_auth: AppResult<Option<Viewer>>,
     init: Init,
+    /// When the socket must close: no `connection_init` by then; the
+    /// viewer's token expires; an anonymous socket's time is up.
+    deadline: Pin<Box<Sleep>>,
+    /// The viewer's sign-in session: its end closes the socket.
+    session: Option<TopicReceiver>,
     active: HashMap<String, (u64, AbortHandle)>,
     generation: u64,
     tx: mpsc::Sender<Outgoing>,
@@ -185,13 +196,17 @@ impl Connection {
         socket: WebSocket,
         header_auth: AppResult<Option<Viewer>>,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(endpoint.state.config.limits.ws_outbox);
+        let limits = &endpoint.state.config.limits;
+        let (tx, rx) = mpsc::channel(limits.ws_outbox);
+        let deadline = Box::pin(tokio::time::sleep(limits.ws_init_timeout));
         Self {
             endpoint,
             protocol,
             socket,
             header_auth,
             init: Init::Pending,
+            deadline,
+            session: None,
             active: HashMap::new(),
             generation: 0,
             tx,
@@ -215,17 +230,23 @@ impl Connection {
 
     /// Runs the socket until it ends; returns the close to send, if any.
     async fn serve(&mut self) -> Option<Close> {
-        let limits = &self.endpoint.state.config.limits;
-        let init_deadline = tokio::time::sleep(limits.ws_init_timeout);
-        tokio::pin!(init_deadline);
-        let period = limits.ws_keep_alive;
+        let period = self.endpoint.state.config.limits.ws_keep_alive;
         let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut shutdown = self.endpoint.state.shutdown.clone();
         loop {
             let acked = matches!(self.init, Init::Acked(_));
             tokio::select! {
-                () = &mut init_deadline, if !acked => {
-                    return Some(Close::new(4408, "Connection initialisation timeout"));
+                () = self.deadline.as_mut() => {
+                    return Some(match self.init {
+                        Init::Pending => Close::new(4408, "Connection initialisation timeout"),
+                        Init::Acked(Some(_)) => Close::new(4403, "Forbidden: the access token expired"),
+                        Init::Acked(None) => Close::new(4403, "Forbidden: sign in to stay connected"),
+                    });
+                }
+                ended = session_ended(&mut self.session) => {
+                    if ended || !self.session_live().await {
+                        return Some(Close::new(4403, "Forbidden: the session ended"));
+                    }
                 }
                 _ = shutdown.changed() => {
                     return Some(Close::new(1001, "server shutting down"));
@@ -276,6 +297,9 @@ impl Connection {
         match (self.protocol, msg.kind.as_str()) {
             (_, "connection_init") => self.on_init(msg.payload.as_ref()).await,
             (Protocol::Transport, "ping") => {
+                if let Some(auth) = authorization(msg.payload.as_ref()) {
+                    self.renew(auth)?;
+                }
                 let mut pong = json!({"type": "pong"});
                 if let Some(payload) = msg.payload {
                     pong["payload"] = payload;
@@ -306,7 +330,7 @@ impl Connection {
         let Ok(viewer) = self.authenticate(payload) else {
             return Err(Some(Close::new(4403, "Forbidden")));
         };
-        self.init = Init::Acked(viewer);
+        self.acked(viewer);
         self.send(json!({"type": "connection_ack"}))
             .await
             .map_err(gone)
@@ -322,6 +346,13 @@ impl Connection {
         let Init::Acked(viewer) = self.init else {
             return Err(Some(Close::new(4401, "Unauthorized")));
         };
+        // Nothing runs on a token that has expired, even before the timer fires.
+        if viewer.is_some_and(|v| v.expires_at <= chrono::Utc::now()) {
+            return Err(Some(Close::new(
+                4403,
+                "Forbidden: the access token expired",
+            )));
+        }
         let body = payload.and_then(|p| serde_json::from_value::<RequestBody>(p).ok());
         let Some(body) = body else {
             return Err(Some(Close::new(
@@ -375,14 +406,66 @@ impl Connection {
         Ok(())
     }
 
+    /// The socket is acknowledged for `viewer`: it lives until the viewer's
+    /// token expires and follows the viewer's session; an anonymous socket
+    /// gets `ws_anonymous_ttl`.
+    fn acked(&mut self, viewer: Option<Viewer>) {
+        self.init = Init::Acked(viewer);
+        let until = match viewer {
+            Some(viewer) => {
+                let left = (viewer.expires_at - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                let hub = self.endpoint.state.broker.hub();
+                self.session = Some(hub.subscribe(Topic::Session(viewer.session_id)));
+                Instant::now() + left
+            }
+            None => Instant::now() + self.endpoint.state.config.limits.ws_anonymous_ttl,
+        };
+        self.deadline.as_mut().reset(until);
+    }
+
+    /// In-band renewal (a `ping` whose payload carries `authorization`): a
+    /// newer token of the same user moves the socket's expiry to its own;
+    /// a bad token, or another user's, closes the socket.
+    fn renew(&mut self, authorization: &Json) -> Step {
+        let forbidden = || Some(Close::new(4403, "Forbidden"));
+        let Json::String(value) = authorization else {
+            return Err(forbidden());
+        };
+        let fresh = auth::viewer_from_authorization(&self.endpoint.state.keys, value)
+            .map_err(|_| forbidden())?;
+        match self.init {
+            Init::Acked(Some(current)) if current.user_id == fresh.user_id => {
+                self.acked(Some(fresh));
+                Ok(())
+            }
+            _ => Err(forbidden()),
+        }
+    }
+
+    /// After the broker may have lost events: whether the viewer's session
+    /// still stands (asked of the database).
+    fn session_live(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let db = self.endpoint.state.db.clone();
+        let init = self.init;
+        async move {
+            let Init::Acked(Some(viewer)) = init else {
+                return true;
+            };
+            match sessions::is_live(&db, viewer.session_id).await {
+                Ok(live) => live,
+                Err(err) => {
+                    tracing::warn!(error = %err.report(), "could not check a socket's session");
+                    true
+                }
+            }
+        }
+    }
+
     /// The viewer from the init payload's `authorization` (any case), else from the upgrade header.
     fn authenticate(&self, payload: Option<&Json>) -> AppResult<Option<Viewer>> {
-        let from_payload = payload.and_then(Json::as_object).and_then(|map| {
-            map.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                .map(|(_, v)| v)
-        });
-        match from_payload {
+        match authorization(payload) {
             Some(Json::String(value)) => {
                 auth::viewer_from_authorization(&self.endpoint.state.keys, value).map(Some)
             }
@@ -471,6 +554,33 @@ impl Connection {
                 self.active.remove(&id);
                 self.send(json!({"type": "complete", "id": id})).await
             }
+        }
+    }
+}
+
+/// The `authorization` entry (any case) of a message payload.
+fn authorization(payload: Option<&Json>) -> Option<&Json> {
+    payload.and_then(Json::as_object).and_then(|map| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v)
+    })
+}
+
+/// Resolves when the session's events say it ended (true) or may have been
+/// missed (false: ask the database); never without a session.
+async fn session_ended(session: &mut Option<TopicReceiver>) -> bool {
+    let Some(events) = session else {
+        return std::future::pending().await;
+    };
+    loop {
+        match events.recv().await {
+            Some(Event::SessionEnded { .. }) => return true,
+            Some(Event::Resync) => return false,
+            Some(
+                Event::RoomStream { .. } | Event::RoomDeleted { .. } | Event::UserStream { .. },
+            ) => {}
+            None => return std::future::pending().await,
         }
     }
 }

@@ -16,6 +16,10 @@ use crate::error::{AppError, AppResult};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Viewer {
     pub user_id: Uuid,
+    /// The sign-in session (refresh-token family) of the token.
+    pub session_id: Uuid,
+    /// When the token stops being valid: a WebSocket closes then.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Reads `Bearer <token>` out of an Authorization value (scheme in any case).
@@ -44,6 +48,10 @@ pub fn viewer_from_authorization(keys: &Keys, value: &str) -> AppResult<Viewer> 
     let token = bearer(value).filter(|t| !t.is_empty()).ok_or_else(|| {
         AppError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
     })?;
-    let user_id = keys.verify_access(token)?;
-    Ok(Viewer { user_id })
+    let access = keys.verify_access(token)?;
+    Ok(Viewer {
+        user_id: access.user_id,
+        session_id: access.session_id,
+        expires_at: access.expires_at,
+    })
 }

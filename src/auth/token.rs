@@ -15,6 +15,9 @@ use crate::error::{AppError, AppResult};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub sub: Uuid,
+    /// The sign-in session (refresh-token family) the token belongs to: what
+    /// `logout` and reuse detection end, live sockets included.
+    pub sid: Uuid,
     pub iat: i64,
     pub exp: i64,
     /// Not set by us; checked when present.
@@ -27,6 +30,14 @@ pub struct AccessClaims {
 }
 
 const ACCESS: &str = "access";
+
+/// What a valid access token says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
 /// Who signs access tokens, and for what: a token signed with the same key
 /// for another purpose (or another service sharing the secret) is refused.
 pub const ISSUER: &str = "confab";
@@ -71,11 +82,13 @@ impl Keys {
     pub fn issue_access(
         &self,
         user_id: Uuid,
+        session_id: Uuid,
         now: DateTime<Utc>,
     ) -> AppResult<(String, DateTime<Utc>)> {
         let expires_at = now + self.access_ttl;
         let claims = AccessClaims {
             sub: user_id,
+            sid: session_id,
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             nbf: None,
@@ -88,8 +101,9 @@ impl Keys {
         Ok((token, expires_at))
     }
 
-    /// The user an access token speaks for; any flaw is `UNAUTHENTICATED`.
-    pub fn verify_access(&self, token: &str) -> AppResult<Uuid> {
+    /// Who an access token speaks for, in which session, until when; any
+    /// flaw is `UNAUTHENTICATED`.
+    pub fn verify_access(&self, token: &str) -> AppResult<Access> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
@@ -105,7 +119,13 @@ impl Keys {
                 "invalid or expired access token".into(),
             ));
         }
-        Ok(data.claims.sub)
+        let expires_at = DateTime::from_timestamp(data.claims.exp, 0)
+            .ok_or_else(|| AppError::Unauthenticated("invalid or expired access token".into()))?;
+        Ok(Access {
+            user_id: data.claims.sub,
+            session_id: data.claims.sid,
+            expires_at,
+        })
     }
 }
 

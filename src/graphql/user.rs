@@ -286,7 +286,8 @@ impl AuthMutation {
         refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
-        let session = sessions::refresh(&state.db, &state.keys, &refresh_token).await?;
+        let broker = state.broker.as_ref();
+        let session = sessions::refresh(&state.db, broker, &state.keys, &refresh_token).await?;
         let user = User::load_required(ctx, session.user_id).await?;
         Ok(AuthPayload::new(session, User::shown_to_self(user.model)))
     }
@@ -296,7 +297,8 @@ impl AuthMutation {
         ctx: &Context<'_>,
         refresh_token: String,
     ) -> async_graphql::Result<bool> {
-        sessions::logout(ctx.db(), &refresh_token).await?;
+        let state = ctx.state();
+        sessions::logout(&state.db, state.broker.as_ref(), &refresh_token).await?;
         Ok(true)
     }
 }

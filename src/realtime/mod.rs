@@ -25,6 +25,8 @@ use crate::error::AppResult;
 pub enum Topic {
     Room(Uuid),
     User(Uuid),
+    /// A sign-in session (refresh-token family): its live sockets.
+    Session(Uuid),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,9 @@ pub enum Event {
     RoomDeleted { room_id: Uuid },
     /// The user's stream of direct messages has committed every position up to `seq`.
     UserStream { user_id: Uuid, seq: i64 },
+    /// The sign-in session ended (logout, or a reused refresh token revoked
+    /// its family): its sockets close.
+    SessionEnded { session_id: Uuid },
     /// Events may have been missed (the broker reconnected, a receiver lagged): re-read.
     Resync,
 }

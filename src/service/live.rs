@@ -106,9 +106,10 @@ pub async fn direct_messages(
 fn classify(viewer: Uuid, event: &Event) -> Wake {
     match *event {
         Event::UserStream { user_id, seq } if user_id == viewer => Wake::Through(seq),
-        Event::UserStream { .. } | Event::RoomStream { .. } | Event::RoomDeleted { .. } => {
-            Wake::Nothing
-        }
+        Event::UserStream { .. }
+        | Event::RoomStream { .. }
+        | Event::RoomDeleted { .. }
+        | Event::SessionEnded { .. } => Wake::Nothing,
         Event::Resync => Wake::Resync,
     }
 }

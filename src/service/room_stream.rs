@@ -202,9 +202,10 @@ impl Reader {
         match *event {
             Event::RoomStream { room_id, seq } if room_id == self.room_id => Wake::Through(seq),
             Event::RoomDeleted { room_id } if room_id == self.room_id => Wake::Ended,
-            Event::RoomStream { .. } | Event::RoomDeleted { .. } | Event::UserStream { .. } => {
-                Wake::Nothing
-            }
+            Event::RoomStream { .. }
+            | Event::RoomDeleted { .. }
+            | Event::UserStream { .. }
+            | Event::SessionEnded { .. } => Wake::Nothing,
             Event::Resync => Wake::Resync,
         }
     }

@@ -4,14 +4,15 @@
 use chrono::{DateTime, Utc};
 use entity::refresh_token;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, Set, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{Keys, token},
     error::{AppError, AppResult},
+    realtime::{Broker, Event, Topic},
     service::{new_id, now},
 };
 
@@ -35,7 +36,7 @@ pub async fn issue(
     family_id: Uuid,
 ) -> AppResult<Session> {
     let now = now();
-    let (access_token, access_token_expires_at) = keys.issue_access(user_id, now)?;
+    let (access_token, access_token_expires_at) = keys.issue_access(user_id, family_id, now)?;
     let (refresh_token, token_hash) = token::new_refresh_token();
     let refresh_token_expires_at = now + keys.refresh_ttl;
     refresh_token::ActiveModel {
@@ -66,7 +67,12 @@ pub async fn start(db: &DatabaseConnection, keys: &Keys, user_id: Uuid) -> AppRe
 /// Spends `raw` and returns a new pair in the same family. Of concurrent
 /// refreshes with one token exactly one wins: the spend is a conditional
 /// UPDATE, and only the caller that changed the row goes on.
-pub async fn refresh(db: &DatabaseConnection, keys: &Keys, raw: &str) -> AppResult<Session> {
+pub async fn refresh(
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
+    keys: &Keys,
+    raw: &str,
+) -> AppResult<Session> {
     let hash = token::hash_refresh_token(raw);
     let now = now();
     let txn = db.begin().await?;
@@ -93,6 +99,7 @@ pub async fn refresh(db: &DatabaseConnection, keys: &Keys, raw: &str) -> AppResu
     if row.spent_at.is_some() {
         // A spent token came back: somebody holds a copy. End the whole login.
         revoke_family(&txn, row.family_id, now).await?;
+        end_session(&txn, broker, row.family_id).await?;
         txn.commit().await?;
         tracing::warn!(user_id = %row.user_id, family_id = %row.family_id, "refresh token reuse: family revoked");
     }
@@ -113,20 +120,56 @@ async fn revoke_family(
     Ok(())
 }
 
-/// Revokes the refresh token given; anything but a live token is `UNAUTHENTICATED`.
-pub async fn logout(db: &DatabaseConnection, raw: &str) -> AppResult<()> {
+/// Tells the session's live sockets, on every instance, that it ended
+/// (delivered at commit).
+async fn end_session(
+    txn: &DatabaseTransaction,
+    broker: &dyn Broker,
+    session_id: Uuid,
+) -> AppResult<()> {
+    let event = Event::SessionEnded { session_id };
+    broker
+        .publish_in(txn, Topic::Session(session_id), event)
+        .await
+}
+
+/// Revokes the refresh token given, which ends its session: the session's
+/// sockets close. Anything but a live token is `UNAUTHENTICATED`.
+pub async fn logout(db: &DatabaseConnection, broker: &dyn Broker, raw: &str) -> AppResult<()> {
     let now = now();
-    let revoked = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+    let txn = db.begin().await?;
+    let live = refresh_token::Entity::find()
         .filter(refresh_token::Column::TokenHash.eq(token::hash_refresh_token(raw)))
         .filter(refresh_token::Column::SpentAt.is_null())
         .filter(refresh_token::Column::RevokedAt.is_null())
         .filter(refresh_token::Column::ExpiresAt.gt(now))
-        .exec(db)
+        .one(&txn)
+        .await?
+        .ok_or_else(invalid)?;
+    let revoked = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::Id.eq(live.id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(&txn)
         .await?;
-    if revoked.rows_affected == 1 {
-        Ok(())
-    } else {
-        Err(invalid())
+    if revoked.rows_affected != 1 {
+        return Err(invalid());
     }
+    end_session(&txn, broker, live.family_id).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Whether the session can still be refreshed (a live socket asks after its
+/// broker reconnected, when an end may have gone unheard).
+pub async fn is_live(db: &impl ConnectionTrait, session_id: Uuid) -> AppResult<bool> {
+    let now = now();
+    Ok(refresh_token::Entity::find()
+        .filter(refresh_token::Column::FamilyId.eq(session_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .filter(refresh_token::Column::SpentAt.is_null())
+        .filter(refresh_token::Column::ExpiresAt.gt(now))
+        .one(db)
+        .await?
+        .is_some())
 }

@@ -326,7 +326,7 @@ async fn access_tokens_need_our_issuer_and_audience_and_a_past_issue_time() {
     let now = chrono::Utc::now().timestamp();
     let claims = |patch: Value| {
         let mut claims = json!({
-            "sub": id, "iat": now, "exp": now + 600, "typ": "access",
+            "sub": id, "sid": uuid::Uuid::now_v7(), "iat": now, "exp": now + 600, "typ": "access",
             "iss": "confab", "aud": "confab-api",
         });
         for (k, v) in patch.as_object().unwrap() {

@@ -14,6 +14,7 @@ mod layers;
 mod migrations;
 mod schema;
 mod social;
+mod sockets;
 mod subscriptions;
 mod unit;
 mod ws;
