@@ -102,6 +102,9 @@ pub struct Opts {
     /// Development mode: field suggestions in validation errors.
     #[arg(long, env = "CONFAB_DEV", global = true)]
     pub dev: bool,
+    /// Introspection and GraphiQL: off makes `__schema`/`__type` validation errors and `GET /` a 404.
+    #[arg(long, env = "CONFAB_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub introspection: bool,
     /// Log line format: text (coloured only on a terminal) or json.
     #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -124,6 +127,7 @@ impl Opts {
         config.limits.body_bytes = self.body_limit;
         config.dev_mode = self.dev;
         config.log_format = self.log_format;
+        config.introspection = self.introspection;
         config
     }
 }

@@ -19,6 +19,8 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// Development mode: field suggestions in validation errors.
     pub dev_mode: bool,
+    /// Introspection and GraphiQL (on by default; off for production if wanted).
+    pub introspection: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
 }
@@ -113,6 +115,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
             refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_DAYS * 24 * 3600),
             dev_mode: false,
+            introspection: true,
             log_format: LogFormat::Text,
             limits: Limits::default(),
         }

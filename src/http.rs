@@ -29,9 +29,14 @@ type HttpResponse = axum::response::Response;
 /// Everything the server answers over HTTP, on `endpoint`.
 pub fn router(endpoint: Endpoint) -> Router {
     let timeout = endpoint.state.config.limits.request_timeout;
-    Router::new()
-        .route("/", get(graphiql_page))
-        .route("/graphiql/{name}", get(graphiql_asset))
+    let mut router = Router::new();
+    // GraphiQL goes with introspection: without it the playground cannot work.
+    if endpoint.state.config.introspection {
+        router = router
+            .route("/", get(graphiql_page))
+            .route("/graphiql/{name}", get(graphiql_asset));
+    }
+    router
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))

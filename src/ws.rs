@@ -100,7 +100,15 @@ pub async fn upgrade(
     };
     // A token on the upgrade request counts as if sent in connection_init.
     let header_auth = auth::viewer_from_headers(&endpoint.state.keys, &headers);
-    let max_message = endpoint.state.config.limits.ws_message_bytes;
+    // Twice our limit at the frame level, so that a message over our limit
+    // is read and answered with close 1009 (the protocol's "too big")
+    // instead of a reset from deep in the WebSocket library.
+    let max_message = endpoint
+        .state
+        .config
+        .limits
+        .ws_message_bytes
+        .saturating_mul(2);
     let mut ws = ws
         .read_buffer_size(4096)
         .write_buffer_size(4096)
@@ -267,20 +275,33 @@ impl Connection {
                 }
                 frame = self.socket.recv() => {
                     let text = match frame {
-                        None | Some(Err(_)) => return None,
+                        Some(Err(err)) => {
+                            return too_big(err).then(|| Close::new(1009, "Message too big"));
+                        }
+                        None => return None,
                         Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(bytes))) if bytes.len() > self.max_message() => {
+                            return Some(Close::new(1009, "Message too big"));
+                        }
                         Some(Ok(Message::Close(_))) => return None,
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Binary(_))) => {
                             return Some(Close::new(4400, "Binary messages are not supported"));
                         }
                     };
+                    if text.len() > self.max_message() {
+                        return Some(Close::new(1009, "Message too big"));
+                    }
                     if let Err(close) = self.handle(text.as_str()).await {
                         return close;
                     }
                 }
             }
         }
+    }
+
+    fn max_message(&self) -> usize {
+        self.endpoint.state.config.limits.ws_message_bytes
     }
 
     async fn send(&mut self, message: Json) -> Result<(), axum::Error> {
@@ -556,6 +577,14 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether a read failed on a frame or message over the size cap.
+fn too_big(err: axum::Error) -> bool {
+    matches!(
+        err.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 /// The `authorization` entry (any case) of a message payload.

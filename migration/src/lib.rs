@@ -12,6 +12,7 @@ mod m20261123_000003_create_direct_messages;
 mod m20261123_000004_create_follows_and_posts;
 mod m20261201_000001_room_streams;
 mod m20261201_000002_user_streams;
+mod m20261201_000003_client_ids_per_thread;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_follows_and_posts::Migration),
             Box::new(m20261201_000001_room_streams::Migration),
             Box::new(m20261201_000002_user_streams::Migration),
+            Box::new(m20261201_000003_client_ids_per_thread::Migration),
         ]
     }
 }

@@ -220,11 +220,37 @@ pub fn document_has_nul(doc: &ExecutableDocument) -> bool {
         })
 }
 
+/// Whether the document asks for `__schema` or `__type` anywhere (they exist
+/// only on the query root, so anywhere is where they would be answered).
+fn selects_introspection(doc: &ExecutableDocument) -> bool {
+    fn walk(set: &SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                let name = field.node.name.node.as_str();
+                name == "__schema" || name == "__type" || walk(&field.node.selection_set.node)
+            }
+            Selection::InlineFragment(frag) => walk(&frag.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    doc.operations
+        .iter()
+        .any(|(_, op)| walk(&op.node.selection_set.node))
+        || doc
+            .fragments
+            .values()
+            .any(|f| walk(&f.node.selection_set.node))
+}
+
 /// Refuses a request before async-graphql looks at its document: NUL
 /// anywhere in the query or variables, then (the document parsed) too many
 /// aliases or expanded selections, NUL in a literal, two auth mutations.
 /// A document that does not parse is the caller's to answer.
-pub fn check(request: &mut Request, limits: &Limits) -> Result<(), ServerError> {
+pub fn check(
+    request: &mut Request,
+    limits: &Limits,
+    introspection: bool,
+) -> Result<(), ServerError> {
     let nul = || {
         server_error(
             "string arguments and variables must not contain NUL characters",
@@ -263,6 +289,12 @@ pub fn check(request: &mut Request, limits: &Limits) -> Result<(), ServerError> 
     }
     if document_has_nul(doc) {
         return Err(nul());
+    }
+    if !introspection && selects_introspection(doc) {
+        return Err(server_error(
+            "introspection is switched off on this server",
+            ErrorCode::GraphqlValidationFailed,
+        ));
     }
     if auth_mutations_in(doc) > 1 {
         return Err(server_error(

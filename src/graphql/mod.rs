@@ -48,7 +48,12 @@ pub struct Subscription(room::RoomSubscription, direct::DirectSubscription);
 pub type ConfabSchema = Schema<Query, Mutation, Subscription>;
 
 /// Builds the schema. `state` is `None` only for printing the SDL.
-fn build(state: Option<AppState>, limits: &Limits, dev_mode: bool) -> ConfabSchema {
+fn build(
+    state: Option<AppState>,
+    limits: &Limits,
+    dev_mode: bool,
+    introspection: bool,
+) -> ConfabSchema {
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -61,6 +66,9 @@ fn build(state: Option<AppState>, limits: &Limits, dev_mode: bool) -> ConfabSche
     if !dev_mode {
         builder = builder.disable_suggestions();
     }
+    if !introspection {
+        builder = builder.disable_introspection();
+    }
     if let Some(state) = state {
         builder = builder.data(state);
     }
@@ -69,7 +77,7 @@ fn build(state: Option<AppState>, limits: &Limits, dev_mode: bool) -> ConfabSche
 
 /// The SDL exactly as served: what `confab schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
-    build(None, &Limits::default(), false)
+    build(None, &Limits::default(), false, true)
         .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
 }
 
@@ -88,6 +96,7 @@ impl Endpoint {
             Some(state.clone()),
             &state.config.limits,
             state.config.dev_mode,
+            state.config.introspection,
         );
         Self { schema, state }
     }
@@ -135,7 +144,8 @@ impl Endpoint {
     /// before async-graphql sees it; a document that is not GraphQL is
     /// `GRAPHQL_PARSE_FAILED`.
     fn refuse(&self, request: &mut Request) -> Option<Response> {
-        let refused = match limits::check(request, &self.state.config.limits) {
+        let config = &self.state.config;
+        let refused = match limits::check(request, &config.limits, config.introspection) {
             Err(err) => err,
             Ok(()) => {
                 let err = request.parsed_query().err()?;

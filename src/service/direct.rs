@@ -88,6 +88,7 @@ pub async fn send(
     };
     let retry = [
         direct_message::Column::SenderId,
+        direct_message::Column::ReceiverId,
         direct_message::Column::ClientMessageId,
     ];
     if let Some(first) =

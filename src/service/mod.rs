@@ -75,15 +75,15 @@ pub fn validate_client_message_id(id: Option<&str>) -> AppResult<()> {
 }
 
 /// Inserts a sent message unless its sender already stored one with the
-/// same clientMessageId (`retry` names those two columns): None when this
-/// call stored it, else the first message, which the caller returns after
-/// rolling back. ON CONFLICT DO NOTHING rather than a failing insert: a
+/// same clientMessageId in the same room or thread (`retry` names the
+/// columns of that key): None when this call stored it, else the first
+/// message, which the caller returns after rolling back. ON CONFLICT DO NOTHING rather than a failing insert: a
 /// failed statement aborts a PostgreSQL transaction, and a concurrent
 /// duplicate waits for the first to commit, then reads it here.
 pub async fn insert_unless_retry<E, A>(
     txn: &DatabaseTransaction,
     model: E::Model,
-    retry: [E::Column; 2],
+    retry: [E::Column; 3],
 ) -> AppResult<Option<E::Model>>
 where
     E: EntityTrait,

@@ -463,7 +463,11 @@ pub async fn send(
         created_at: now(),
         seq,
     };
-    let retry = [message::Column::SenderId, message::Column::ClientMessageId];
+    let retry = [
+        message::Column::RoomId,
+        message::Column::SenderId,
+        message::Column::ClientMessageId,
+    ];
     if let Some(first) =
         insert_unless_retry::<message::Entity, _>(&txn, model.clone(), retry).await?
     {

@@ -375,3 +375,91 @@ async fn a_short_jwt_secret_is_refused_at_start() {
     config.jwt_secret = Some("x".repeat(32));
     assert!(confab::App::build(config).await.is_ok());
 }
+
+#[tokio::test]
+async fn introspection_and_graphiql_can_be_switched_off() {
+    let app = TestApp::spawn_with(|c| c.introspection = false).await;
+    let v = app
+        .gql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert!(v.get("data").is_none_or(Value::is_null), "{v}");
+    assert_eq!(error_code(&v), "GRAPHQL_VALIDATION_FAILED");
+    let v = app
+        .gql(None, "{ __type(name: \"User\") { name } }", json!({}))
+        .await;
+    assert_eq!(error_code(&v), "GRAPHQL_VALIDATION_FAILED");
+    // Ordinary queries still run.
+    let data = app.ok(None, "{ __typename }", json!({})).await;
+    assert_eq!(data["__typename"], "Query");
+    let page = axum::http::Request::get("/")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, _, _) = app.request(page).await;
+    assert_eq!(status, axum::http::StatusCode::NOT_FOUND);
+
+    // On by default.
+    let app = TestApp::spawn().await;
+    app.ok(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    let page = axum::http::Request::get("/")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.request(page).await.0, axum::http::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_oversized_websocket_message_closes_1009() {
+    use futures_util::SinkExt;
+    let app = TestApp::spawn().await;
+    for size in [70 * 1024, 200 * 1024] {
+        let mut socket = crate::ws::init(&app, "graphql-transport-ws", json!({})).await;
+        let query = format!("{{ __typename }} #{}", "x".repeat(size));
+        let message = json!({ "id": "big", "type": "subscribe", "payload": { "query": query } });
+        // The server may close while the frame is still being written.
+        let _ = socket
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                message.to_string(),
+            ))
+            .await;
+        let (code, reason) = crate::ws::close_code(&mut socket).await;
+        assert_eq!(code, 1009, "{size} bytes: {reason}");
+    }
+}
+
+/// A clientMessageId is the sender's key within one room or one thread: the
+/// same id in another room, or to another user, is another message.
+#[tokio::test]
+async fn client_message_ids_are_per_room_and_per_thread() {
+    use crate::chat::{SEND, SEND_DM, create_room};
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let r1 = create_room(&app, &alice, "one").await;
+    let r2 = create_room(&app, &alice, "two").await;
+    let send = |room: &str, content: &str| json!({ "i": { "roomId": room, "content": content, "clientMessageId": "same" } });
+    let first = app.ok(Some(&alice.token), SEND, send(&r1, "in one")).await;
+    let other = app.ok(Some(&alice.token), SEND, send(&r2, "in two")).await;
+    assert_ne!(first["sendMessage"]["id"], other["sendMessage"]["id"]);
+    assert_eq!(other["sendMessage"]["content"], "in two");
+    assert_eq!(other["sendMessage"]["room"]["id"], r2.as_str());
+    // A retry in the first room is still the first message.
+    let retry = app.ok(Some(&alice.token), SEND, send(&r1, "again")).await;
+    assert_eq!(retry["sendMessage"]["id"], first["sendMessage"]["id"]);
+
+    let dm = |to: &str, content: &str| json!({ "i": { "toUserId": to, "content": content, "clientMessageId": "same" } });
+    let to_bob = app
+        .ok(Some(&alice.token), SEND_DM, dm(&bob.id, "hi bob"))
+        .await;
+    let to_carol = app
+        .ok(Some(&alice.token), SEND_DM, dm(&carol.id, "hi carol"))
+        .await;
+    assert_ne!(
+        to_bob["sendDirectMessage"]["id"],
+        to_carol["sendDirectMessage"]["id"]
+    );
+    assert_eq!(
+        to_carol["sendDirectMessage"]["receiver"]["username"],
+        "carol"
+    );
+}
