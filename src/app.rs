@@ -40,9 +40,15 @@ impl App {
             migration = %described.migration,
             "database ready"
         );
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.clone(),
-            None => load_or_create_secret(&config.data_dir)?,
+        let secret = match (&config.jwt_secret, db.get_database_backend()) {
+            (Some(secret), _) => secret.clone(),
+            // Instances behind one load balancer share the database, and so the key.
+            (None, DbBackend::Postgres) => {
+                let secret = db::shared_secret(&db, "jwt_secret", token::random_secret).await?;
+                tracing::warn!("JWT_SECRET not set: using the secret kept in the database");
+                secret
+            }
+            (None, _) => load_or_create_secret(&config.data_dir)?,
         };
         let keys = Keys::new(
             secret.as_bytes(),

@@ -112,6 +112,43 @@ pub async fn describe(db: &DatabaseConnection, url: &str) -> Result<Description,
     })
 }
 
+/// The secret called `name` kept in the database, made by `make` and stored
+/// by whichever instance asks first: every instance of a deployment on one
+/// database gets the same one.
+pub async fn shared_secret(
+    db: &DatabaseConnection,
+    name: &str,
+    make: impl FnOnce() -> String,
+) -> Result<String, DbErr> {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+    let table = || Alias::new("server_secrets");
+    let insert = Query::insert()
+        .into_table(table())
+        .columns([
+            Alias::new("name"),
+            Alias::new("value"),
+            Alias::new("created_at"),
+        ])
+        .values_panic([name.into(), make().into(), Expr::current_timestamp()])
+        .on_conflict(
+            OnConflict::column(Alias::new("name"))
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned();
+    db.execute(&insert).await?;
+    let select = Query::select()
+        .column(Alias::new("value"))
+        .from(table())
+        .and_where(Expr::col(Alias::new("name")).eq(name))
+        .to_owned();
+    let row = db
+        .query_one(&select)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("server secret {name}")))?;
+    row.try_get::<String>("", "value")
+}
+
 /// Ready: the database answers and no migration is pending.
 pub async fn ready(db: &DatabaseConnection) -> bool {
     if db.ping().await.is_err() {

@@ -13,6 +13,7 @@ mod m20261123_000004_create_follows_and_posts;
 mod m20261201_000001_room_streams;
 mod m20261201_000002_user_streams;
 mod m20261201_000003_client_ids_per_thread;
+mod m20261201_000004_create_server_secrets;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_room_streams::Migration),
             Box::new(m20261201_000002_user_streams::Migration),
             Box::new(m20261201_000003_client_ids_per_thread::Migration),
+            Box::new(m20261201_000004_create_server_secrets::Migration),
         ]
     }
 }

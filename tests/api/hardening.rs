@@ -463,3 +463,30 @@ async fn client_message_ids_are_per_room_and_per_thread() {
         "carol"
     );
 }
+
+/// Without JWT_SECRET, each deployment makes its own key (never one built
+/// in): a token of one is refused by another. Instances on one PostgreSQL
+/// database share the key kept there, so a token works on each of them.
+#[tokio::test]
+async fn generated_signing_keys_differ_per_deployment_and_are_shared_on_postgres() {
+    const ME: &str = "{ me { username } }";
+    let one = TestApp::spawn_with(|c| c.jwt_secret = None).await;
+    let elsewhere = TestApp::spawn_with(|c| c.jwt_secret = None).await;
+    let alice = one.register("alice").await;
+    assert_eq!(
+        one.ok(Some(&alice.token), ME, json!({})).await["me"]["username"],
+        "alice"
+    );
+    let (status, v) = elsewhere.gql_raw(Some(&alice.token), ME, json!({})).await;
+    assert_eq!(status, axum::http::StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&v), "UNAUTHENTICATED");
+    if crate::support::is_postgres() {
+        // A second instance on the same database, no JWT_SECRET either.
+        let two = one.peer().await;
+        assert!(two.app.state.config.jwt_secret.is_none());
+        assert_eq!(
+            two.ok(Some(&alice.token), ME, json!({})).await["me"]["username"],
+            "alice"
+        );
+    }
+}
