@@ -15,6 +15,7 @@ use crate::{
     db,
     error::BoxError,
     graphql::Endpoint,
+    metrics::Metrics,
     realtime::{Broker, MemoryBroker, PgBroker},
     state::AppState,
 };
@@ -57,6 +58,7 @@ impl App {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let limits = &config.limits;
+        let metrics = Arc::new(Metrics::new(&db));
         let state = AppState {
             db,
             broker,
@@ -67,6 +69,7 @@ impl App {
             config: Arc::new(config),
             shutdown,
             uncoded_errors: Arc::new(AtomicU64::new(0)),
+            metrics,
         };
         Ok(Self {
             endpoint: Endpoint::new(state.clone()),

@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod http_protocol;
 mod layers;
+mod metrics;
 mod migrations;
 mod schema;
 mod social;
