@@ -210,6 +210,37 @@ async fn metrics_count_requests_sockets_subscriptions_and_events() {
         0.0,
         "a subscription is counted once"
     );
+
+    // A subscription refused by its resolver (not a member) is an error, and is not left live.
+    let bob = app.register("metrics_bob").await;
+    let mut socket = init(
+        &app,
+        "graphql-transport-ws",
+        json!({ "authorization": format!("Bearer {}", bob.token) }),
+    )
+    .await;
+    ws_send(
+        &mut socket,
+        json!({ "id": "f", "type": "subscribe", "payload": {
+            "query": "subscription($r: ID!) { messageAdded(roomId: $r) { content } }",
+            "variables": { "r": room },
+        } }),
+    )
+    .await;
+    let refused = next_json(&mut socket).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    wait_for(&app, LIVE, 0.0).await;
+    let refused_at = Scrape::take(&app).await;
+    assert_eq!(
+        refused_at.moved(&after, &requests("subscription", "error")),
+        1.0
+    );
+    assert_eq!(
+        refused_at.moved(&after, &requests("subscription", "ok")),
+        0.0
+    );
+    assert_eq!(refused_at.moved(&after, DELIVERED), 0.0);
+    assert_eq!(refused_at.get(OPEN), 1.0);
 }
 
 #[tokio::test]
