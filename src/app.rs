@@ -15,6 +15,7 @@ use crate::{
     db,
     error::BoxError,
     graphql::Endpoint,
+    metrics::Metrics,
     realtime::{Broker, MemoryBroker, PgBroker},
     service::room_stream::LiveRooms,
     state::AppState,
@@ -64,6 +65,7 @@ impl App {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let limits = &config.limits;
+        let metrics = Arc::new(Metrics::new(&db));
         let state = AppState {
             db,
             broker,
@@ -72,9 +74,10 @@ impl App {
             login_limiter: LoginLimiter::new(limits.login_max_failures, limits.login_window),
             ws_connections: Arc::new(tokio::sync::Semaphore::new(limits.ws_connections)),
             config: Arc::new(config),
-            live_rooms: LiveRooms::default(),
+            live_rooms: LiveRooms::new(metrics.clone()),
             shutdown,
             uncoded_errors: Arc::new(AtomicU64::new(0)),
+            metrics,
         };
         Ok(Self {
             endpoint: Endpoint::new(state.clone()),

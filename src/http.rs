@@ -5,10 +5,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{
-    Response,
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
-};
+use async_graphql::{Response, parser::types::OperationType};
 use axum::{
     Router,
     body::Body,
@@ -21,7 +18,8 @@ use axum::{
 use crate::{
     auth,
     error::ErrorCode,
-    graphql::{Endpoint, RequestBody, error::request_failed},
+    graphql::{Endpoint, RequestBody, error::request_failed, operation_type},
+    metrics,
 };
 
 type HttpResponse = axum::response::Response;
@@ -41,6 +39,7 @@ pub fn router(endpoint: Endpoint) -> Router {
         .route("/graphql/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
         .with_state(endpoint)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -79,6 +78,14 @@ async fn readyz(State(endpoint): State<Endpoint>) -> (StatusCode, &'static str) 
             StatusCode::SERVICE_UNAVAILABLE,
             "database unreachable or migrations pending",
         )
+    }
+}
+
+/// Every series in the Prometheus text format, read now.
+async fn metrics_page(State(endpoint): State<Endpoint>) -> HttpResponse {
+    match endpoint.state.metrics.render() {
+        Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -272,24 +279,6 @@ fn body_from_params(mut params: HashMap<String, String>) -> Result<RequestBody, 
         variables,
         extensions,
     })
-}
-
-/// The type of the operation a request would run; None when it names none the document has.
-fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
-    match (name, &doc.operations) {
-        (Some(name), ops) => ops
-            .iter()
-            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
-            .map(|(_, op)| op.node.ty),
-        (None, DocumentOperations::Single(op)) => Some(op.node.ty),
-        (None, ops) => {
-            let mut iter = ops.iter();
-            match (iter.next(), iter.next()) {
-                (Some((_, op)), None) => Some(op.node.ty),
-                _ => None,
-            }
-        }
-    }
 }
 
 async fn execute(

@@ -3,7 +3,7 @@
 //! Dependencies point one way (a test in `tests/api/layers.rs` holds them to it):
 //!
 //! ```text
-//! main → app → http → ws → graphql → state → service → {realtime, auth} → error, config, entity
+//! main → app → http → ws → graphql → state → service → {realtime, auth} → error, config, metrics, entity
 //! ```
 //!
 //! `app` is the composition root and nothing imports it; `state` imports
@@ -18,6 +18,7 @@ pub mod error;
 pub mod graphiql;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod realtime;
 pub mod service;
 pub mod state;

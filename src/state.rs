@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::{
     auth::{Keys, LoginLimiter, Passwords},
     config::Config,
+    metrics::Metrics,
     realtime::Broker,
     service::room_stream::LiveRooms,
 };
@@ -30,4 +31,6 @@ pub struct AppState {
     /// Field errors that reached a response without `extensions.code`: each
     /// one is a bug in a resolver (logged where it happens). Tests assert zero.
     pub uncoded_errors: Arc<AtomicU64>,
+    /// This app's Prometheus registry and series (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }

@@ -34,7 +34,8 @@ use tokio::{
 use crate::{
     auth::{self, Viewer},
     error::{AppError, AppResult, ErrorCode},
-    graphql::{Endpoint, RequestBody},
+    graphql::{Endpoint, RequestBody, operation_of},
+    metrics::Operation,
     realtime::{Event, Topic, TopicReceiver},
     service::sessions,
 };
@@ -119,6 +120,7 @@ pub async fn upgrade(
         ws.set_selected_protocol(HeaderValue::from_static(protocol.name()));
     }
     ws.on_upgrade(move |socket| async move {
+        let _open = endpoint.state.metrics.websocket_opened();
         Connection::new(endpoint, protocol, socket, header_auth)
             .run()
             .await;
@@ -134,6 +136,8 @@ enum Outgoing {
         generation: u64,
         response: Box<Response>,
         first: bool,
+        /// A subscription's event (not a query's or mutation's one answer).
+        event: bool,
     },
     /// Subscription `id` ended by itself.
     Done { id: String, generation: u64 },
@@ -508,13 +512,17 @@ impl Connection {
         }
     }
 
-    fn start(&mut self, id: String, viewer: Option<Viewer>, request: async_graphql::Request) {
+    fn start(&mut self, id: String, viewer: Option<Viewer>, mut request: async_graphql::Request) {
         self.generation += 1;
         let generation = self.generation;
+        let event = operation_of(&mut request) == Operation::Subscription;
+        // Counted live until the task ends, however it ends (aborted included).
+        let live = event.then(|| self.endpoint.state.metrics.subscription_started());
         let mut stream = self.endpoint.execute_stream(request, viewer);
         let tx = self.tx.clone();
         let task_id = id.clone();
         let handle = tokio::spawn(async move {
+            let _live = live;
             let mut first = true;
             while let Some(response) = stream.next().await {
                 let out = Outgoing::Result {
@@ -522,6 +530,7 @@ impl Connection {
                     generation,
                     response: Box::new(response),
                     first,
+                    event,
                 };
                 first = false;
                 // Waits while the socket is behind: only this client slows down.
@@ -546,6 +555,7 @@ impl Connection {
                 generation,
                 response,
                 first,
+                event,
             } => {
                 if self.active.get(&id).map(|(g, _)| *g) != Some(generation) {
                     return Ok(()); // completed by the client meanwhile
@@ -566,7 +576,11 @@ impl Connection {
                 }
                 let payload = serde_json::to_value(&*response).unwrap_or(Json::Null);
                 self.send(json!({"type": self.protocol.data(), "id": id, "payload": payload}))
-                    .await
+                    .await?;
+                if event {
+                    self.endpoint.state.metrics.event_delivered();
+                }
+                Ok(())
             }
             Outgoing::Done { id, generation } => {
                 if self.active.get(&id).map(|(g, _)| *g) != Some(generation) {

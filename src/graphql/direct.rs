@@ -203,8 +203,13 @@ impl DirectSubscription {
     ) -> async_graphql::Result<impl Stream<Item = DirectMessage> + use<>> {
         let viewer = ctx.require_viewer()?;
         let state = ctx.state();
-        let feed =
-            live::direct_messages(state.db.clone(), state.broker.as_ref(), viewer.user_id).await?;
+        let feed = live::direct_messages(
+            state.db.clone(),
+            state.broker.as_ref(),
+            state.metrics.clone(),
+            viewer.user_id,
+        )
+        .await?;
         Ok(feed.into_stream().map(DirectMessage::new))
     }
 }

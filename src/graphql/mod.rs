@@ -14,13 +14,22 @@ pub mod scalars;
 pub mod social;
 pub mod user;
 
+use std::{sync::Arc, time::Instant};
+
 use async_graphql::{
     MergedObject, MergedSubscription, Request, Response, SDLExportOptions, Schema,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
-use crate::{auth::Viewer, config::Limits, error::ErrorCode, state::AppState};
+use crate::{
+    auth::Viewer,
+    config::Limits,
+    error::ErrorCode,
+    metrics::{Metrics, Operation, Outcome},
+    state::AppState,
+};
 
 pub use context::ContextExt;
 
@@ -109,11 +118,17 @@ impl Endpoint {
 
     /// Executes a query or mutation.
     pub async fn execute(&self, mut request: Request, viewer: Option<Viewer>) -> Response {
+        let started = Instant::now();
         if let Some(refused) = self.refuse(&mut request) {
+            self.state
+                .metrics
+                .graphql_request(Operation::Unknown, Outcome::Rejected, None);
             return refused;
         }
+        let operation = operation_of(&mut request);
         let mut response = self.schema.execute(self.prepare(request, viewer)).await;
         error::finish(&self.state, &mut response);
+        Tally::new(&self.state.metrics, operation, started).record(&response);
         response
     }
 
@@ -124,6 +139,9 @@ impl Endpoint {
         viewer: Option<Viewer>,
     ) -> impl Stream<Item = Response> + Send + 'static {
         let state = self.state.clone();
+        let started = Instant::now();
+        let operation = operation_of(&mut request);
+        let mut tally = Tally::new(&self.state.metrics, operation, started);
         let stream = match self.refuse(&mut request) {
             None => self
                 .schema
@@ -133,6 +151,7 @@ impl Endpoint {
         };
         stream.map(move |mut response| {
             error::finish(&state, &mut response);
+            tally.record(&response);
             response
         })
     }
@@ -153,6 +172,85 @@ impl Endpoint {
             }
         };
         Some(Response::from_errors(vec![refused]))
+    }
+}
+
+/// Counts one operation in the metrics, once: at its first response (a
+/// query's or mutation's only one, with its latency), or, for a subscription
+/// that ends or is stopped before it sent anything, when it is dropped.
+struct Tally {
+    metrics: Option<Arc<Metrics>>,
+    operation: Operation,
+    started: Instant,
+}
+
+impl Tally {
+    fn new(metrics: &Arc<Metrics>, operation: Operation, started: Instant) -> Self {
+        Self {
+            metrics: Some(metrics.clone()),
+            operation,
+            started,
+        }
+    }
+
+    fn record(&mut self, response: &Response) {
+        let Some(metrics) = self.metrics.take() else {
+            return;
+        };
+        let outcome = if error::request_failed(response) {
+            Outcome::Rejected
+        } else if response.errors.is_empty() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        };
+        let elapsed = matches!(self.operation, Operation::Query | Operation::Mutation)
+            .then(|| self.started.elapsed());
+        metrics.graphql_request(self.operation, outcome, elapsed);
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.metrics.take()
+            && self.operation == Operation::Subscription
+        {
+            metrics.graphql_request(self.operation, Outcome::Ok, None);
+        }
+    }
+}
+
+/// The kind of operation a request runs (`Unknown` if it does not parse or
+/// names no operation the document holds).
+pub fn operation_of(request: &mut Request) -> Operation {
+    let name = request.operation_name.clone();
+    match request
+        .parsed_query()
+        .ok()
+        .and_then(|doc| operation_type(doc, name.as_deref()))
+    {
+        Some(OperationType::Query) => Operation::Query,
+        Some(OperationType::Mutation) => Operation::Mutation,
+        Some(OperationType::Subscription) => Operation::Subscription,
+        None => Operation::Unknown,
+    }
+}
+
+/// The type of the operation a request would run; None when it names none the document has.
+pub fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    match (name, &doc.operations) {
+        (Some(name), ops) => ops
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
+            .map(|(_, op)| op.node.ty),
+        (None, DocumentOperations::Single(op)) => Some(op.node.ty),
+        (None, ops) => {
+            let mut iter = ops.iter();
+            match (iter.next(), iter.next()) {
+                (Some((_, op)), None) => Some(op.node.ty),
+                _ => None,
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! position up to N is readable: a reader reads exactly the positions after
 //! its own, through N. Nothing is read twice, nothing skipped, no time window.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use entity::direct_message;
 use futures_util::{FutureExt, Stream};
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{AppError, AppResult},
+    metrics::Metrics,
     realtime::{Broker, Event, Topic, TopicReceiver},
     service::direct,
 };
@@ -71,6 +72,7 @@ pub async fn next_wake(
 /// New direct messages sent to or by one user, in their stream's order.
 pub struct DirectFeed {
     db: DatabaseConnection,
+    metrics: Arc<Metrics>,
     events: TopicReceiver,
     viewer: Uuid,
     /// The last position of the viewer's stream this feed has seen.
@@ -85,6 +87,7 @@ pub struct DirectFeed {
 pub async fn direct_messages(
     db: DatabaseConnection,
     broker: &dyn Broker,
+    metrics: Arc<Metrics>,
     viewer: Uuid,
 ) -> AppResult<DirectFeed> {
     // Wake-ups first, then the head: whatever commits after the head is read is announced.
@@ -94,6 +97,7 @@ pub async fn direct_messages(
         .ok_or_else(|| AppError::not_found("user not found"))?;
     Ok(DirectFeed {
         db,
+        metrics,
         events,
         viewer,
         position,
@@ -121,6 +125,8 @@ impl DirectFeed {
             if let Some(message) = self.pending.pop_front() {
                 return Some(message);
             }
+            // A full batch's continuation is the same wake-up, not a new resync.
+            let continuing = self.until.is_some();
             let wake = match self.until.take() {
                 Some(wake) => wake,
                 None => {
@@ -132,7 +138,12 @@ impl DirectFeed {
                 Wake::Nothing => continue,
                 Wake::Through(seq) if seq <= self.position => continue,
                 Wake::Through(seq) => Some(seq),
-                Wake::Resync => None,
+                Wake::Resync => {
+                    if !continuing {
+                        self.metrics.feed_resync();
+                    }
+                    None
+                }
                 Wake::Ended => return None,
             };
             let read =

@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{AppError, AppResult},
+    metrics::Metrics,
     realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver},
     service::{
         live::{Wake, next_wake},
@@ -68,9 +69,10 @@ enum Batch {
 }
 
 /// The live rooms of this instance.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LiveRooms {
     rooms: Arc<Mutex<HashMap<Uuid, Arc<RoomStream>>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// One live room: where its reader is, and the channel of its batches.
@@ -111,6 +113,13 @@ impl RoomStream {
 }
 
 impl LiveRooms {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            rooms: Arc::default(),
+            metrics,
+        }
+    }
+
     fn map(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<RoomStream>>> {
         lock(&self.rooms)
     }
@@ -216,7 +225,10 @@ impl Reader {
                 Wake::Nothing => {}
                 Wake::Through(seq) if seq <= self.stream.position() => {}
                 Wake::Through(seq) => self.read(Some(seq)).await,
-                Wake::Resync => self.read(None).await,
+                Wake::Resync => {
+                    self.rooms.metrics.feed_resync();
+                    self.read(None).await;
+                }
                 Wake::Ended => {
                     self.stream.publish(self.stream.position(), Batch::Ended);
                     break;
@@ -354,7 +366,8 @@ impl RoomFeed {
                         Batch::Items(items) => self.take(items),
                         Batch::Ended => true,
                     },
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        self.rooms.metrics.feed_lagged(skipped);
                         // Fell behind the broadcast: read from the database up
                         // to where the reader is now, then go on from there.
                         self.behind_until = self.stream.position();

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["state", "db", "graphiql"],
     &["service"],
     &["realtime", "auth"],
-    &["error", "config"],
+    &["error", "config", "metrics"],
 ];
 
 /// The top-level modules a source file names through `crate::` (and

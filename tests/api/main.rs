@@ -11,6 +11,7 @@ mod cli;
 mod hardening;
 mod http_protocol;
 mod layers;
+mod metrics;
 mod migrations;
 mod schema;
 mod social;
