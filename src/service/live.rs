@@ -146,8 +146,15 @@ impl DirectFeed {
                 }
                 Wake::Ended => return None,
             };
-            let read =
-                direct::stream_after(&self.db, self.viewer, self.position, until, READ_BATCH);
+            // Boxed: the read's future would otherwise set the size of every
+            // idle subscription's state.
+            let read = Box::pin(direct::stream_after(
+                &self.db,
+                self.viewer,
+                self.position,
+                until,
+                READ_BATCH,
+            ));
             match read.await {
                 Ok(rows) => {
                     let full = rows.len() as u64 >= READ_BATCH;

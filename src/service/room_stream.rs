@@ -359,7 +359,9 @@ impl RoomFeed {
                 return Some(message);
             }
             let ended = if self.behind_until > self.position {
-                self.catch_up().await
+                // Boxed: this rare read's future would otherwise set the size
+                // of every idle subscription's state.
+                Box::pin(self.catch_up()).await
             } else {
                 match self.rx.as_mut()?.recv().await {
                     Ok(batch) => match batch.as_ref() {

@@ -106,6 +106,9 @@ fn lower(col: user::Column) -> Expr {
 
 /// The users among `ids` (a DataLoader batch).
 pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<user::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(user::Entity::find()
         .filter(user::Column::Id.is_in(ids.iter().copied()))
         .all(db)
