@@ -9,11 +9,11 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 /// two reasons:
 /// - every write is serialised in-process instead of failing with
 ///   SQLITE_BUSY when two deferred transactions upgrade at once;
-/// - it is what keeps commit order on SQLite: a transaction holds the one
-///   connection until it ends, so transactions, and the events they announce
-///   from inside (`realtime::MemoryBroker::publish_in`), happen in commit
-///   order, and a woken subscriber's read waits for the commit. A larger
-///   pool would break the one order every subscriber sees.
+/// - it is what keeps stream positions in commit order on SQLite, which has
+///   no row locks: a transaction holds the one connection until it ends, so
+///   transactions are serial and a position taken in one commits before the
+///   next is taken (on PostgreSQL the room's or user's row lock does this).
+///   A larger pool would let a later position commit first.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if let Some(dir) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent())
         && !dir.as_os_str().is_empty()

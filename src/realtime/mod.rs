@@ -9,16 +9,12 @@ mod hub;
 mod memory;
 mod postgres;
 
-use async_trait::async_trait;
-use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use hub::{Hub, RoomFeedGuard, RoomFeeds, TopicReceiver};
 pub use memory::MemoryBroker;
 pub use postgres::PgBroker;
-
-use crate::error::AppResult;
 
 /// Who an event concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,17 +41,13 @@ pub enum Event {
     Resync,
 }
 
-#[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Announces a write from inside its transaction, as its last statement
-    /// before the commit: subscribers hear of it only once it has committed,
-    /// and events of different transactions arrive in commit order.
-    async fn publish_in(
-        &self,
-        txn: &DatabaseTransaction,
-        topic: Topic,
-        event: Event,
-    ) -> AppResult<()>;
+    /// Announces a committed write: call after the commit. Wake-ups say
+    /// "committed through position N", so their order does not matter, and
+    /// one that is lost (a full queue, a crash right after the commit) is
+    /// made up by the next one or by the readers' periodic head check: this
+    /// never fails and never waits.
+    fn publish(&self, topic: Topic, event: Event);
     /// This instance's subscribers.
     fn hub(&self) -> &Hub;
     fn subscribe(&self, topic: Topic) -> TopicReceiver {

@@ -1,23 +1,36 @@
-//! Many instances on one PostgreSQL database: NOTIFY inside the writing
-//! transaction (delivered at commit, in commit order), and one LISTEN
-//! connection per instance feeding its hub. Our own notifications come back
-//! through LISTEN too, so publishing never dispatches locally.
+//! Many instances on one PostgreSQL database: one LISTEN connection per
+//! instance feeds its hub, and one notifier per instance sends the wake-ups.
+//! Our own notifications come back through LISTEN too, so publishing never
+//! dispatches locally.
+//!
+//! Why a notifier, after the commit, and not NOTIFY inside the writing
+//! transaction: PostgreSQL takes a database-wide lock for a notifying
+//! transaction's commit and holds it through the commit's WAL flush, so every
+//! notifying write of the whole database commits one at a time. Wake-ups say
+//! "committed through position N" (their order does not matter), so the
+//! writes commit without NOTIFY, in parallel, and the notifier sends what
+//! queued up meanwhile in one small transaction that does not wait for its
+//! flush (`synchronous_commit = off`: losing a wake-up in a crash is made up
+//! by the readers' periodic head check).
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sea_orm::sqlx::{
-    self,
-    postgres::{PgListener, PgPool},
+    self, Connection,
+    postgres::{PgConnection, PgListener, PgPool},
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
+use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{Broker, Event, Hub, Topic};
 use crate::error::{AppError, AppResult};
 
 const CHANNEL: &str = "confab_events";
+/// Wake-ups waiting for the notifier; beyond this they are dropped (and made
+/// up by the readers' head checks) rather than slowing writers down.
+const QUEUE: usize = 4096;
+/// Wake-ups sent in one NOTIFY transaction at most.
+const BATCH: usize = 256;
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -27,7 +40,9 @@ struct Envelope {
 
 pub struct PgBroker {
     hub: Hub,
+    queue: mpsc::Sender<Envelope>,
     listener: JoinHandle<()>,
+    notifier: JoinHandle<()>,
 }
 
 impl PgBroker {
@@ -36,8 +51,16 @@ impl PgBroker {
         let hub = Hub::default();
         let listener = connect(&pool).await.map_err(AppError::internal)?;
         let task_hub = hub.clone();
-        let listener = tokio::spawn(async move { listen(pool, listener, task_hub).await });
-        Ok(Self { hub, listener })
+        let listen_pool = pool.clone();
+        let listener = tokio::spawn(async move { listen(listen_pool, listener, task_hub).await });
+        let (queue, pending) = mpsc::channel(QUEUE);
+        let notifier = tokio::spawn(notify(pool, pending));
+        Ok(Self {
+            hub,
+            queue,
+            listener,
+            notifier,
+        })
     }
 }
 
@@ -66,8 +89,12 @@ async fn listen(pool: PgPool, mut listener: PgListener, hub: Hub) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
-                match serde_json::from_str::<Envelope>(notification.payload()) {
-                    Ok(envelope) => hub.dispatch(envelope.topic, envelope.event),
+                match serde_json::from_str::<Vec<Envelope>>(notification.payload()) {
+                    Ok(envelopes) => {
+                        for envelope in envelopes {
+                            hub.dispatch(envelope.topic, envelope.event);
+                        }
+                    }
                     Err(err) => tracing::warn!(%err, "ignoring malformed notification"),
                 }
             }
@@ -85,32 +112,94 @@ async fn listen(pool: PgPool, mut listener: PgListener, hub: Hub) {
     }
 }
 
-impl Drop for PgBroker {
-    fn drop(&mut self) {
-        self.listener.abort();
+/// The notifier's own connection, whose commits do not wait for their flush.
+async fn notifier_connection(pool: &PgPool) -> Result<PgConnection, sqlx::Error> {
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    sqlx::query("SET synchronous_commit TO off")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+/// A NOTIFY payload holds less than 8,000 bytes: JSON arrays of envelopes under that.
+fn payloads(batch: &[Envelope]) -> Vec<String> {
+    const MAX: usize = 7_000;
+    let mut out = Vec::new();
+    let mut current = String::from("[");
+    for envelope in batch {
+        let Ok(one) = serde_json::to_string(envelope) else {
+            continue;
+        };
+        if current.len() > 1 && current.len() + one.len() + 2 > MAX {
+            current.push(']');
+            out.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&one);
+    }
+    if current.len() > 1 {
+        current.push(']');
+        out.push(current);
+    }
+    out
+}
+
+/// Sends queued wake-ups: what has queued up at once goes in one transaction.
+async fn notify(pool: PgPool, mut pending: mpsc::Receiver<Envelope>) {
+    let mut conn: Option<PgConnection> = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut delay = Duration::from_millis(100);
+    while pending.recv_many(&mut batch, BATCH).await > 0 {
+        let payloads = payloads(&batch);
+        batch.clear();
+        loop {
+            let live = match conn.as_mut() {
+                Some(live) => live,
+                None => match notifier_connection(&pool).await {
+                    Ok(fresh) => conn.insert(fresh),
+                    Err(err) => {
+                        tracing::error!(%err, retry_in = ?delay, "notifier cannot connect");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                .bind(CHANNEL)
+                .bind(&payloads)
+                .execute(live)
+                .await;
+            match sent {
+                Ok(_) => {
+                    delay = Duration::from_millis(100);
+                    break;
+                }
+                Err(err) => {
+                    // Dropped; readers' head checks make it up. Reconnect for the next.
+                    tracing::error!(%err, "NOTIFY failed; wake-ups dropped");
+                    conn = None;
+                    break;
+                }
+            }
+        }
     }
 }
 
-#[async_trait]
+impl Drop for PgBroker {
+    fn drop(&mut self) {
+        self.listener.abort();
+        self.notifier.abort();
+    }
+}
+
 impl Broker for PgBroker {
-    /// NOTIFY in the transaction: PostgreSQL delivers it only if the
-    /// transaction commits, and notifications of different transactions in
-    /// the order they committed — to every instance listening.
-    async fn publish_in(
-        &self,
-        txn: &DatabaseTransaction,
-        topic: Topic,
-        event: Event,
-    ) -> AppResult<()> {
-        let payload =
-            serde_json::to_string(&Envelope { topic, event }).map_err(AppError::internal)?;
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), payload.into()],
-        ))
-        .await?;
-        Ok(())
+    fn publish(&self, topic: Topic, event: Event) {
+        if self.queue.try_send(Envelope { topic, event }).is_err() {
+            tracing::warn!("wake-up queue full; readers catch up on their next head check");
+        }
     }
 
     fn hub(&self) -> &Hub {

@@ -98,11 +98,10 @@ pub async fn send(
         return Ok(first);
     }
     move_thread_ends(&txn, &model).await?;
-    for (user_id, seq) in [(viewer, sender_seq), (input.to, receiver_seq)] {
-        let event = Event::UserStream { user_id, seq };
-        broker.publish_in(&txn, Topic::User(user_id), event).await?;
-    }
     txn.commit().await?;
+    for (user_id, seq) in [(viewer, sender_seq), (input.to, receiver_seq)] {
+        broker.publish(Topic::User(user_id), Event::UserStream { user_id, seq });
+    }
     Ok(model)
 }
 

@@ -6,7 +6,7 @@
 //! position up to N is readable: a reader reads exactly the positions after
 //! its own, through N. Nothing is read twice, nothing skipped, no time window.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use entity::direct_message;
 use futures_util::{FutureExt, Stream};
@@ -24,6 +24,13 @@ use crate::{
 const READ_BATCH: u64 = 100;
 /// Wake-ups folded into one read.
 const MAX_COALESCE: usize = 64;
+/// How often a room's reader (one per live room per instance) with no
+/// wake-up reads on itself: a wake-up lost between a commit and its
+/// notification (a full queue, an instance that died right after
+/// committing) is made up within this.
+pub const ROOM_CHECK: Duration = Duration::from_secs(5);
+/// The same for a direct-message feed, which is one per subscriber: longer.
+const DIRECT_CHECK: Duration = Duration::from_secs(30);
 
 /// What the wake-ups taken at once ask a stream reader to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +43,8 @@ pub enum Wake {
     Ended,
     /// Nothing for this reader.
     Nothing,
+    /// No wake-up for a while: read whatever committed since, if anything.
+    Check,
 }
 
 impl Wake {
@@ -47,6 +56,7 @@ impl Wake {
             (Self::Through(a), Self::Nothing) | (Self::Nothing, Self::Through(a)) => {
                 Self::Through(a)
             }
+            (Self::Check, other) | (other, Self::Check) => other.merge(Self::Resync),
             (Self::Nothing, Self::Nothing) => Self::Nothing,
         }
     }
@@ -54,12 +64,17 @@ impl Wake {
 
 /// Waits for the next wake-up and folds in whatever else is queued already,
 /// each event classified by `classify` (an exhaustive match at each caller).
-/// None when the broker is gone.
+/// After `check` without one: `Wake::Check`. None when the broker is gone.
 pub async fn next_wake(
     events: &mut TopicReceiver,
+    check: Duration,
     classify: impl Fn(&Event) -> Wake,
 ) -> Option<Wake> {
-    let mut wake = classify(&events.recv().await?);
+    let first = match tokio::time::timeout(check, events.recv()).await {
+        Ok(event) => event?,
+        Err(_) => return Some(Wake::Check),
+    };
+    let mut wake = classify(&first);
     for _ in 0..MAX_COALESCE {
         match events.recv().now_or_never() {
             Some(Some(event)) => wake = wake.merge(classify(&event)),
@@ -131,7 +146,7 @@ impl DirectFeed {
                 Some(wake) => wake,
                 None => {
                     let viewer = self.viewer;
-                    next_wake(&mut self.events, |e| classify(viewer, e)).await?
+                    next_wake(&mut self.events, DIRECT_CHECK, |e| classify(viewer, e)).await?
                 }
             };
             let until = match wake {
@@ -144,6 +159,8 @@ impl DirectFeed {
                     }
                     None
                 }
+                // Reads to the end, which is nothing if nothing was missed.
+                Wake::Check => None,
                 Wake::Ended => return None,
             };
             // Boxed: the read's future would otherwise set the size of every

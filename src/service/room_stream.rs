@@ -30,7 +30,7 @@ use crate::{
     metrics::Metrics,
     realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver},
     service::{
-        live::{Wake, next_wake},
+        live::{ROOM_CHECK, Wake, next_wake},
         rooms, users,
     },
 };
@@ -220,7 +220,7 @@ impl Reader {
     }
 
     async fn run(self, mut events: TopicReceiver) {
-        while let Some(wake) = next_wake(&mut events, |e| self.classify(e)).await {
+        while let Some(wake) = next_wake(&mut events, ROOM_CHECK, |e| self.classify(e)).await {
             match wake {
                 Wake::Nothing => {}
                 Wake::Through(seq) if seq <= self.stream.position() => {}
@@ -229,6 +229,8 @@ impl Reader {
                     self.rooms.metrics.feed_resync();
                     self.read(None).await;
                 }
+                // Reads to the end, which is nothing if nothing was missed.
+                Wake::Check => self.read(None).await,
                 Wake::Ended => {
                     self.stream.publish(self.stream.position(), Batch::Ended);
                     break;

@@ -163,11 +163,10 @@ async fn next_seq_as_member(
     }
 }
 
-/// Appends what happened at `seq` to the room's stream and announces it from
-/// inside the transaction: subscribers hear of it at commit, in commit order.
+/// Appends what happened at `seq` to the room's stream (the caller announces
+/// it with `announce` once committed).
 async fn append(
     txn: &DatabaseTransaction,
-    broker: &dyn Broker,
     room_id: Uuid,
     seq: i64,
     kind: RoomEventKind,
@@ -184,8 +183,12 @@ async fn append(
     })
     .exec_without_returning(txn)
     .await?;
-    let event = Event::RoomStream { room_id, seq };
-    broker.publish_in(txn, Topic::Room(room_id), event).await
+    Ok(())
+}
+
+/// Wakes the room's readers, on every instance: committed through `seq`.
+fn announce(broker: &dyn Broker, room_id: Uuid, seq: i64) {
+    broker.publish(Topic::Room(room_id), Event::RoomStream { room_id, seq });
 }
 
 pub async fn create(
@@ -264,8 +267,9 @@ pub async fn update(
     let mut room = model.update(&txn).await?;
     room.last_seq = seq;
     let kind = RoomEventKind::RoomUpdated;
-    append(&txn, broker, room_id, seq, kind, None, Some(viewer)).await?;
+    append(&txn, room_id, seq, kind, None, Some(viewer)).await?;
     txn.commit().await?;
+    announce(broker, room_id, seq);
     Ok(room)
 }
 
@@ -283,9 +287,8 @@ pub async fn delete(
         return Err(AppError::forbidden("only the room's creator may delete it"));
     }
     room::Entity::delete_by_id(room_id).exec(&txn).await?;
-    let ended = Event::RoomDeleted { room_id };
-    broker.publish_in(&txn, Topic::Room(room_id), ended).await?;
     txn.commit().await?;
+    broker.publish(Topic::Room(room_id), Event::RoomDeleted { room_id });
     end_feeds(broker, room_id, None).await;
     Ok(())
 }
@@ -333,8 +336,9 @@ pub async fn join(
         return Ok(room);
     }
     let kind = RoomEventKind::MemberJoined;
-    append(&txn, broker, room_id, seq, kind, None, Some(viewer)).await?;
+    append(&txn, room_id, seq, kind, None, Some(viewer)).await?;
     txn.commit().await?;
+    announce(broker, room_id, seq);
     Ok(room::Model {
         last_seq: seq,
         ..room
@@ -365,8 +369,9 @@ pub async fn leave(
         return Ok(room);
     }
     let kind = RoomEventKind::MemberLeft;
-    append(&txn, broker, room_id, seq, kind, None, Some(viewer)).await?;
+    append(&txn, room_id, seq, kind, None, Some(viewer)).await?;
     txn.commit().await?;
+    announce(broker, room_id, seq);
     end_feeds(broker, room_id, Some(viewer)).await;
     Ok(room::Model {
         last_seq: seq,
@@ -506,17 +511,9 @@ pub async fn send(
         return Ok(first);
     }
     let kind = RoomEventKind::Message;
-    append(
-        &txn,
-        broker,
-        model.room_id,
-        seq,
-        kind,
-        Some(model.id),
-        Some(viewer),
-    )
-    .await?;
+    append(&txn, model.room_id, seq, kind, Some(model.id), Some(viewer)).await?;
     txn.commit().await?;
+    announce(broker, model.room_id, seq);
     Ok(model)
 }
 

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use entity::refresh_token;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, Set, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -99,8 +99,8 @@ pub async fn refresh(
     if row.spent_at.is_some() {
         // A spent token came back: somebody holds a copy. End the whole login.
         revoke_family(&txn, row.family_id, now).await?;
-        end_session(&txn, broker, row.family_id).await?;
         txn.commit().await?;
+        end_session(broker, row.family_id);
         tracing::warn!(user_id = %row.user_id, family_id = %row.family_id, "refresh token reuse: family revoked");
     }
     Err(invalid())
@@ -120,17 +120,13 @@ async fn revoke_family(
     Ok(())
 }
 
-/// Tells the session's live sockets, on every instance, that it ended
-/// (delivered at commit).
-async fn end_session(
-    txn: &DatabaseTransaction,
-    broker: &dyn Broker,
-    session_id: Uuid,
-) -> AppResult<()> {
-    let event = Event::SessionEnded { session_id };
-    broker
-        .publish_in(txn, Topic::Session(session_id), event)
-        .await
+/// Tells the session's live sockets, on every instance, that it ended (call
+/// after the commit).
+fn end_session(broker: &dyn Broker, session_id: Uuid) {
+    broker.publish(
+        Topic::Session(session_id),
+        Event::SessionEnded { session_id },
+    );
 }
 
 /// Revokes the refresh token given, which ends its session: the session's
@@ -155,8 +151,8 @@ pub async fn logout(db: &DatabaseConnection, broker: &dyn Broker, raw: &str) -> 
     if revoked.rows_affected != 1 {
         return Err(invalid());
     }
-    end_session(&txn, broker, live.family_id).await?;
     txn.commit().await?;
+    end_session(broker, live.family_id);
     Ok(())
 }
 
