@@ -95,26 +95,63 @@ impl App {
         let _ = self.shutdown.send(true);
     }
 
-    /// Serves on `listener` until `signal` resolves, then drains.
+    /// Serves on `listener` until `signal` resolves, then drains: live
+    /// WebSockets are told to close (1001), HTTP requests in flight finish.
+    ///
+    /// hyper-util's server builder rather than `axum::serve`, which installs
+    /// no header-read timer: a client that dribbles its headers a byte at a
+    /// time, or holds a keep-alive connection idle, is cut off after
+    /// `Limits::header_read_timeout`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
+        use hyper_util::{
+            rt::{TokioExecutor, TokioIo, TokioTimer},
+            server::{conn::auto::Builder, graceful::GracefulShutdown},
+            service::TowerToHyperService,
+        };
+        let router = self.router();
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.state.config.limits.header_read_timeout);
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(signal);
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Out of file descriptors, say: wait rather than spin.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut signal => break,
+            };
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::debug!(%err, "could not set TCP_NODELAY");
             }
-        });
-        let router = self.router();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down");
-                self.begin_shutdown();
-            })
-            .await
+            let service = TowerToHyperService::new(router.clone());
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+            });
+        }
+        tracing::info!("shutting down");
+        self.begin_shutdown();
+        drop(listener);
+        graceful.shutdown().await;
+        Ok(())
     }
 }
 

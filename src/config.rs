@@ -55,6 +55,9 @@ pub struct Limits {
     pub body_bytes: usize,
     /// An HTTP request that takes longer is answered 408 (WebSockets are not limited).
     pub request_timeout: Duration,
+    /// A request's headers must arrive within this, and an idle keep-alive
+    /// connection waits at most this for its next request (slowloris).
+    pub header_read_timeout: Duration,
     /// Open WebSockets at once; upgrades beyond it are refused with 503.
     pub ws_connections: usize,
     /// How long a WebSocket may take to send `connection_init`.
@@ -83,6 +86,7 @@ impl Default for Limits {
             max_directives_per_field: 5,
             body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
             ws_connections: 10_000,
             ws_init_timeout: Duration::from_secs(3),
             ws_anonymous_ttl: Duration::from_secs(10),

@@ -1,6 +1,8 @@
 //! Issue 9 (hardening): hostile documents and inputs, the login limiter,
 //! token claims. Each test failed before its fix.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, error_code};
@@ -489,4 +491,85 @@ async fn generated_signing_keys_differ_per_deployment_and_are_shared_on_postgres
             "alice"
         );
     }
+}
+
+/// Slowloris: a client that sends its request headers a byte at a time, or
+/// holds a keep-alive connection idle, is cut off after the header-read
+/// timeout (10 s by default; 1 s here), and others are served meanwhile.
+#[tokio::test]
+async fn a_client_dribbling_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|c| c.limits.header_read_timeout = Duration::from_secs(1)).await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    // Bounded: at most 20 bytes, one every 250 ms.
+    for byte in b"X-Dribble: aaaaaaaaa".iter() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_millis(250), slow.read(&mut buf)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "still open {:?} after the first byte",
+        started.elapsed()
+    );
+
+    // An idle keep-alive connection is closed too.
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let end = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(
+        matches!(end, Ok(Ok(0) | Err(_))),
+        "idle keep-alive connection not closed"
+    );
+
+    // Others are served all along.
+    let data = app.ok(None, "{ __typename }", json!({})).await;
+    assert_eq!(data["__typename"], "Query");
+}
+
+/// Graceful shutdown: a request in flight when the stop signal comes is
+/// answered, and live sockets are closed with 1001 (going away).
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_and_closes_sockets_1001() {
+    // A costly hash keeps the registration in flight while the stop comes.
+    let mut app = TestApp::spawn_with(|c| c.bcrypt_cost = 11).await;
+    let mut socket = crate::ws::init(&app, "graphql-transport-ws", json!({})).await;
+    let addr = app.addr;
+    let in_flight = tokio::spawn(async move {
+        let body = json!({ "query": "mutation { register(input: { username: \"late\", email: \"late@example.com\", password: \"correct horse\" }) { user { username } } }" }).to_string();
+        let request = format!(
+            "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        answer
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.stop();
+    let (code, _) = crate::ws::close_code(&mut socket).await;
+    assert_eq!(code, 1001);
+    let answer = crate::support::within(30, in_flight).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"username\":\"late\""), "{answer}");
 }

@@ -294,6 +294,14 @@ impl TestApp {
         }
     }
 
+    /// Sends the server its stop signal (as SIGTERM would): it stops
+    /// accepting, tells live sockets to close, lets requests in flight finish.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// A resolver error that reached a response without a code is a bug the
     /// server papers over as INTERNAL_SERVER_ERROR (and logs): fail on it.
     pub fn assert_no_uncoded_errors(&self) {
