@@ -240,10 +240,7 @@ pub async fn find_many(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
 ) -> AppResult<Vec<direct_message::Model>> {
-    Ok(direct_message::Entity::find()
-        .filter(direct_message::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    super::find_by_ids::<direct_message::Entity>(db, direct_message::Column::Id, ids).await
 }
 
 /// The user's stream after position `after`, through `until` when given:

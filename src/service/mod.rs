@@ -60,6 +60,22 @@ pub fn validate_content(content: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// The rows of `E` whose `id` column is among `ids`, in any order (a
+/// DataLoader batch, a page's senders).
+pub async fn find_by_ids<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    id: E::Column,
+    ids: &[uuid::Uuid],
+) -> AppResult<Vec<E::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(E::find()
+        .filter(Expr::col(id).is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
 /// A client's own id for a send (SEMANTICS: at most 64 characters).
 pub const MAX_CLIENT_MESSAGE_ID: usize = 64;
 

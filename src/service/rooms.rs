@@ -32,7 +32,7 @@ use crate::{
     error::{AppError, AppResult},
     realtime::{Broker, Event, Topic},
     service::{
-        UnreadCount, char_len, count_unread, insert_unless_retry, new_id, now,
+        UnreadCount, char_len, count_unread, find_by_ids, insert_unless_retry, new_id, now,
         page::{Page, Slice, SortOrder},
         validate_client_message_id, validate_content,
     },
@@ -567,20 +567,14 @@ pub async fn head(db: &impl ConnectionTrait, room_id: Uuid) -> AppResult<Option<
 // ---- batched lookups for the DataLoaders ----
 
 pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<room::Model>> {
-    Ok(room::Entity::find()
-        .filter(room::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    find_by_ids::<room::Entity>(db, room::Column::Id, ids).await
 }
 
 pub async fn find_messages(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
 ) -> AppResult<Vec<message::Model>> {
-    Ok(message::Entity::find()
-        .filter(message::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    find_by_ids::<message::Entity>(db, message::Column::Id, ids).await
 }
 
 /// The viewer's memberships among `room_ids`.

@@ -2,8 +2,8 @@
 
 use entity::user;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Select, Set, TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Select, Set,
+    TransactionTrait,
     sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
@@ -106,13 +106,7 @@ fn lower(col: user::Column) -> Expr {
 
 /// The users among `ids` (a DataLoader batch).
 pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<user::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(user::Entity::find()
-        .filter(user::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    super::find_by_ids::<user::Entity>(db, user::Column::Id, ids).await
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
