@@ -10,7 +10,7 @@ use sea_orm::DbBackend;
 use tokio::sync::watch;
 
 use crate::{
-    auth::{Keys, LoginLimiter, Passwords, token},
+    auth::{Keys, LoginLimiter, Passwords, rate::ClientIp, rate::RateLimits, token},
     config::Config,
     db,
     error::BoxError,
@@ -63,6 +63,11 @@ impl App {
             }
             _ => Arc::new(MemoryBroker::default()),
         };
+        if !config.rate_limits {
+            tracing::warn!(
+                "rate limits and socket caps are OFF (--rate-limits off): for load tests on a trusted network only"
+            );
+        }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let limits = &config.limits;
         let metrics = Arc::new(Metrics::new(&db));
@@ -71,7 +76,16 @@ impl App {
             broker,
             keys,
             passwords,
-            login_limiter: LoginLimiter::new(limits.login_max_failures, limits.login_window),
+            // `--rate-limits off` switches the per-login limit off too.
+            login_limiter: LoginLimiter::new(
+                if config.rate_limits {
+                    limits.login_max_failures
+                } else {
+                    u32::MAX
+                },
+                limits.login_window,
+            ),
+            rate_limits: Arc::new(RateLimits::new(config.rate_limits, limits)),
             ws_connections: Arc::new(tokio::sync::Semaphore::new(limits.ws_connections)),
             config: Arc::new(config),
             live_rooms: LiveRooms::new(metrics.clone()),
@@ -110,7 +124,6 @@ impl App {
         use hyper_util::{
             rt::{TokioExecutor, TokioIo, TokioTimer},
             server::{conn::auto::Builder, graceful::GracefulShutdown},
-            service::TowerToHyperService,
         };
         let router = self.router();
         let mut builder = Builder::new(TokioExecutor::new());
@@ -121,7 +134,7 @@ impl App {
         let graceful = GracefulShutdown::new();
         tokio::pin!(signal);
         loop {
-            let (tcp, _) = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(err) => {
@@ -136,7 +149,13 @@ impl App {
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::debug!(%err, "could not set TCP_NODELAY");
             }
-            let service = TowerToHyperService::new(router.clone());
+            // Each request learns its client's address (rate limits, socket caps).
+            let ip = ClientIp(Some(peer.ip()));
+            let router = router.clone();
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+                request.extensions_mut().insert(ip);
+                tower_service::Service::call(&mut router.clone(), request)
+            });
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                 .into_owned();

@@ -63,6 +63,12 @@ pub enum AdminAction {
     Unverify { username: String },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Debug, Args)]
 pub struct Opts {
     /// Database URL: sqlite://… or postgres://… (default: an SQLite file in the data directory).
@@ -105,6 +111,9 @@ pub struct Opts {
     /// Introspection and GraphiQL: off makes `__schema`/`__type` validation errors and `GET /` a 404.
     #[arg(long, env = "CONFAB_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub introspection: bool,
+    /// Rate limits and socket caps: `off` only for load tests on a trusted network.
+    #[arg(long, env = "CONFAB_RATE_LIMITS", value_enum, default_value_t = Switch::On, global = true)]
+    pub rate_limits: Switch,
     /// Log line format: text (coloured only on a terminal) or json.
     #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -128,6 +137,7 @@ impl Opts {
         config.dev_mode = self.dev;
         config.log_format = self.log_format;
         config.introspection = self.introspection;
+        config.rate_limits = self.rate_limits == Switch::On;
         config
     }
 }

@@ -21,6 +21,8 @@ pub struct Config {
     pub dev_mode: bool,
     /// Introspection and GraphiQL (on by default; off for production if wanted).
     pub introspection: bool,
+    /// Request rate limits and socket caps; off only for load tests on a trusted network.
+    pub rate_limits: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
 }
@@ -71,6 +73,16 @@ pub struct Limits {
     pub ws_subscriptions_per_socket: usize,
     /// Messages waiting for one socket, all its subscriptions together.
     pub ws_outbox: usize,
+    /// Sign-in attempts (`login`) per client IP per minute.
+    pub sign_ins_per_ip_per_minute: u32,
+    /// Registrations per client IP per hour.
+    pub registrations_per_ip_per_hour: u32,
+    /// Messages a user may send per second, and in a burst.
+    pub sends_per_user_per_second: u32,
+    pub send_burst: u32,
+    /// Open WebSockets per signed-in user, and per client IP (anonymous ones included).
+    pub sockets_per_user: usize,
+    pub sockets_per_ip: usize,
     /// Failed sign-ins per login name allowed in `login_window`.
     pub login_max_failures: u32,
     pub login_window: Duration,
@@ -94,6 +106,12 @@ impl Default for Limits {
             ws_message_bytes: 64 * 1024,
             ws_subscriptions_per_socket: 100,
             ws_outbox: 64,
+            sign_ins_per_ip_per_minute: 30,
+            registrations_per_ip_per_hour: 10,
+            sends_per_user_per_second: 10,
+            send_burst: 30,
+            sockets_per_user: 20,
+            sockets_per_ip: 100,
             login_max_failures: 10,
             login_window: Duration::from_secs(15 * 60),
         }
@@ -120,6 +138,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_DAYS * 24 * 3600),
             dev_mode: false,
             introspection: true,
+            rate_limits: true,
             log_format: LogFormat::Text,
             limits: Limits::default(),
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use async_graphql::{Response, parser::types::OperationType};
 use axum::{
-    Router,
+    Extension, Router,
     body::Body,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -16,9 +16,9 @@ use axum::{
 };
 
 use crate::{
-    auth,
+    auth::{self, rate::ClientIp},
     error::ErrorCode,
-    graphql::{Endpoint, RequestBody, error::request_failed, operation_type},
+    graphql::{Caller, Endpoint, RequestBody, error::request_failed, operation_type},
     metrics,
 };
 
@@ -183,9 +183,11 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 
 async fn graphql_post(
     State(endpoint): State<Endpoint>,
+    ip: Option<Extension<ClientIp>>,
     headers: HeaderMap,
     body: Body,
 ) -> HttpResponse {
+    let ip = ip.map(|Extension(ip)| ip).unwrap_or_default();
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -208,7 +210,7 @@ async fn graphql_post(
         );
     };
     match serde_json::from_slice::<RequestBody>(&bytes) {
-        Ok(body) => execute(&endpoint, &headers, media, body.into_request()).await,
+        Ok(body) => execute(&endpoint, ip, &headers, media, body.into_request()).await,
         Err(err) => request_error(
             StatusCode::BAD_REQUEST,
             media,
@@ -220,9 +222,11 @@ async fn graphql_post(
 
 async fn graphql_get(
     State(endpoint): State<Endpoint>,
+    ip: Option<Extension<ClientIp>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> HttpResponse {
+    let ip = ip.map(|Extension(ip)| ip).unwrap_or_default();
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -255,7 +259,7 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&endpoint, &headers, media, request).await
+    execute(&endpoint, ip, &headers, media, request).await
 }
 
 /// The request a GET carries in its query string; variables and extensions are JSON objects.
@@ -283,6 +287,7 @@ fn body_from_params(mut params: HashMap<String, String>) -> Result<RequestBody, 
 
 async fn execute(
     endpoint: &Endpoint,
+    ip: ClientIp,
     headers: &HeaderMap,
     media: MediaType,
     request: async_graphql::Request,
@@ -299,7 +304,7 @@ async fn execute(
             return response;
         }
     };
-    let response = endpoint.execute(request, viewer).await;
+    let response = endpoint.execute(request, Caller { viewer, ip }).await;
     respond(media, &response)
 }
 

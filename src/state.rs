@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{Semaphore, watch};
 
 use crate::{
-    auth::{Keys, LoginLimiter, Passwords},
+    auth::{Keys, LoginLimiter, Passwords, rate::RateLimits},
     config::Config,
     metrics::Metrics,
     realtime::Broker,
@@ -21,6 +21,8 @@ pub struct AppState {
     pub keys: Keys,
     pub passwords: Passwords,
     pub login_limiter: LoginLimiter,
+    /// Request rates per client IP and per user, socket caps.
+    pub rate_limits: Arc<RateLimits>,
     /// One permit per open WebSocket.
     pub ws_connections: Arc<Semaphore>,
     pub config: Arc<Config>,

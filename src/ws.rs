@@ -32,9 +32,12 @@ use tokio::{
 };
 
 use crate::{
-    auth::{self, Viewer},
+    auth::{
+        self, Viewer,
+        rate::{ClientIp, SocketPermit},
+    },
     error::{AppError, AppResult, ErrorCode},
-    graphql::{Endpoint, RequestBody, operation_of},
+    graphql::{Caller, Endpoint, RequestBody, operation_of},
     metrics::Operation,
     realtime::{Event, Topic, TopicReceiver},
     service::sessions,
@@ -76,9 +79,11 @@ impl Protocol {
 
 pub async fn upgrade(
     State(endpoint): State<Endpoint>,
+    ip: Option<axum::Extension<ClientIp>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> axum::response::Response {
+    let ip = ip.map(|axum::Extension(ip)| ip).unwrap_or_default();
     let offered: Vec<String> = ws
         .requested_protocols()
         .filter_map(|v| v.to_str().ok())
@@ -96,6 +101,15 @@ pub async fn upgrade(
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many open WebSocket connections; try again later",
+        )
+            .into_response();
+    };
+    // Each address holds a bounded share of the sockets (anonymous ones included).
+    let Some(share) = endpoint.state.rate_limits.open_socket(ip) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, "10")],
+            "too many open WebSocket connections from this address",
         )
             .into_response();
     };
@@ -121,7 +135,7 @@ pub async fn upgrade(
     }
     ws.on_upgrade(move |socket| async move {
         let _open = endpoint.state.metrics.websocket_opened();
-        Connection::new(endpoint, protocol, socket, header_auth)
+        Connection::new(endpoint, protocol, socket, header_auth, ip, share)
             .run()
             .await;
         drop(permit);
@@ -195,6 +209,9 @@ struct Connection {
     deadline: Pin<Box<Sleep>>,
     /// The viewer's sign-in session: its end closes the socket.
     session: Option<TopicReceiver>,
+    ip: ClientIp,
+    /// This socket's place in the per-address and per-user counts.
+    share: SocketPermit,
     active: HashMap<String, (u64, AbortHandle)>,
     generation: u64,
     tx: mpsc::Sender<Outgoing>,
@@ -207,6 +224,8 @@ impl Connection {
         protocol: Protocol,
         socket: WebSocket,
         header_auth: AppResult<Option<Viewer>>,
+        ip: ClientIp,
+        share: SocketPermit,
     ) -> Self {
         let limits = &endpoint.state.config.limits;
         let (tx, rx) = mpsc::channel(limits.ws_outbox);
@@ -219,6 +238,8 @@ impl Connection {
             init: Init::Pending,
             deadline,
             session: None,
+            ip,
+            share,
             active: HashMap::new(),
             generation: 0,
             tx,
@@ -355,7 +376,7 @@ impl Connection {
         let Ok(viewer) = self.authenticate(payload) else {
             return Err(Some(Close::new(4403, "Forbidden")));
         };
-        self.acked(viewer);
+        self.acked(viewer)?;
         self.send(json!({"type": "connection_ack"}))
             .await
             .map_err(gone)
@@ -434,7 +455,16 @@ impl Connection {
     /// The socket is acknowledged for `viewer`: it lives until the viewer's
     /// token expires and follows the viewer's session; an anonymous socket
     /// gets `ws_anonymous_ttl`.
-    fn acked(&mut self, viewer: Option<Viewer>) {
+    fn acked(&mut self, viewer: Option<Viewer>) -> Step {
+        if let Some(viewer) = viewer {
+            let limits = &self.endpoint.state.rate_limits;
+            if !limits.sign_in_socket(&mut self.share, viewer.user_id) {
+                return Err(Some(Close::new(
+                    1008,
+                    "too many open sockets for this user",
+                )));
+            }
+        }
         self.init = Init::Acked(viewer);
         let until = match viewer {
             Some(viewer) => {
@@ -448,6 +478,7 @@ impl Connection {
             None => Instant::now() + self.endpoint.state.config.limits.ws_anonymous_ttl,
         };
         self.deadline.as_mut().reset(until);
+        Ok(())
     }
 
     /// In-band renewal (a `ping` whose payload carries `authorization`): a
@@ -462,8 +493,7 @@ impl Connection {
             .map_err(|_| forbidden())?;
         match self.init {
             Init::Acked(Some(current)) if current.user_id == fresh.user_id => {
-                self.acked(Some(fresh));
-                Ok(())
+                self.acked(Some(fresh))
             }
             _ => Err(forbidden()),
         }
@@ -518,7 +548,11 @@ impl Connection {
         let event = operation_of(&mut request) == Operation::Subscription;
         // Counted live until the task ends, however it ends (aborted included).
         let live = event.then(|| self.endpoint.state.metrics.subscription_started());
-        let mut stream = self.endpoint.execute_stream(request, viewer);
+        let caller = Caller {
+            viewer,
+            ip: self.ip,
+        };
+        let mut stream = self.endpoint.execute_stream(request, caller);
         let tx = self.tx.clone();
         let task_id = id.clone();
         let handle = tokio::spawn(async move {

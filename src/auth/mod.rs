@@ -2,6 +2,7 @@
 
 pub mod limiter;
 pub mod password;
+pub mod rate;
 pub mod token;
 
 pub use limiter::LoginLimiter;

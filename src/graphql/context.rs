@@ -4,7 +4,12 @@
 use async_graphql::Context;
 use sea_orm::DatabaseConnection;
 
-use crate::{auth::Viewer, error::AppError, graphql::loaders::Loaders, state::AppState};
+use crate::{
+    auth::{Viewer, rate::ClientIp},
+    error::AppError,
+    graphql::loaders::Loaders,
+    state::AppState,
+};
 
 /// Who the request acts for; put in the request data by `Endpoint`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,6 +26,8 @@ pub trait ContextExt {
         self.viewer().ok_or_else(AppError::sign_in_required)
     }
     fn loaders(&self) -> &Loaders;
+    /// The client's address (rate limits).
+    fn client_ip(&self) -> ClientIp;
 }
 
 impl ContextExt for Context<'_> {
@@ -34,5 +41,9 @@ impl ContextExt for Context<'_> {
 
     fn loaders(&self) -> &Loaders {
         self.data_unchecked::<Loaders>()
+    }
+
+    fn client_ip(&self) -> ClientIp {
+        self.data_opt::<ClientIp>().copied().unwrap_or_default()
     }
 }

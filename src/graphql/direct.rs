@@ -167,6 +167,7 @@ impl DirectMutation {
         input: SendDirectMessageInput,
     ) -> async_graphql::Result<DirectMessage> {
         let viewer = ctx.require_viewer()?;
+        ctx.state().rate_limits.send(viewer.user_id)?;
         let to = id::decode(&input.to_user_id, NodeType::User)?;
         let new = NewDirectMessage {
             to,

@@ -24,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
 use crate::{
-    auth::Viewer,
+    auth::{Viewer, rate::ClientIp},
     config::Limits,
     error::ErrorCode,
     metrics::{Metrics, Operation, Outcome},
@@ -90,6 +90,13 @@ pub fn sdl() -> String {
         .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
 }
 
+/// Who sends a request: the signed-in viewer (if any) and the client's address.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caller {
+    pub viewer: Option<Viewer>,
+    pub ip: ClientIp,
+}
+
 /// The schema and the state it runs on: what the HTTP and WebSocket layers
 /// execute requests through, so both attach the viewer and the request's
 /// DataLoaders the same way and every error they send carries a code.
@@ -110,14 +117,15 @@ impl Endpoint {
         Self { schema, state }
     }
 
-    fn prepare(&self, request: Request, viewer: Option<Viewer>) -> Request {
+    fn prepare(&self, request: Request, caller: Caller) -> Request {
         request
-            .data(context::RequestViewer(viewer))
-            .data(loaders::Loaders::new(&self.state.db, viewer))
+            .data(context::RequestViewer(caller.viewer))
+            .data(caller.ip)
+            .data(loaders::Loaders::new(&self.state.db, caller.viewer))
     }
 
     /// Executes a query or mutation.
-    pub async fn execute(&self, mut request: Request, viewer: Option<Viewer>) -> Response {
+    pub async fn execute(&self, mut request: Request, caller: Caller) -> Response {
         let started = Instant::now();
         if let Some(refused) = self.refuse(&mut request) {
             self.state
@@ -126,7 +134,7 @@ impl Endpoint {
             return refused;
         }
         let operation = operation_of(&mut request);
-        let mut response = self.schema.execute(self.prepare(request, viewer)).await;
+        let mut response = self.schema.execute(self.prepare(request, caller)).await;
         error::finish(&self.state, &mut response);
         Tally::new(&self.state.metrics, operation, started).record(&response);
         response
@@ -136,7 +144,7 @@ impl Endpoint {
     pub fn execute_stream(
         &self,
         mut request: Request,
-        viewer: Option<Viewer>,
+        caller: Caller,
     ) -> impl Stream<Item = Response> + Send + 'static {
         let state = self.state.clone();
         let started = Instant::now();
@@ -145,7 +153,7 @@ impl Endpoint {
         let stream = match self.refuse(&mut request) {
             None => self
                 .schema
-                .execute_stream(self.prepare(request, viewer))
+                .execute_stream(self.prepare(request, caller))
                 .left_stream(),
             Some(failed) => futures_util::stream::iter([failed]).right_stream(),
         };

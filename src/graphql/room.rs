@@ -434,6 +434,7 @@ impl RoomMutation {
         input: SendMessageInput,
     ) -> async_graphql::Result<Message> {
         let viewer = ctx.require_viewer()?;
+        ctx.state().rate_limits.send(viewer.user_id)?;
         let room_id = id::decode(&input.room_id, NodeType::Room)?;
         let new = NewMessage {
             room_id,

@@ -244,6 +244,7 @@ impl AuthMutation {
         input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
+        state.rate_limits.register(ctx.client_ip())?;
         let registration = users::Registration {
             username: input.username,
             email: input.email,
@@ -264,6 +265,7 @@ impl AuthMutation {
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
+        state.rate_limits.sign_in(ctx.client_ip())?;
         let user = users::authenticate(
             &state.db,
             &state.passwords,

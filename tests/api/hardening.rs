@@ -573,3 +573,132 @@ async fn shutdown_finishes_requests_in_flight_and_closes_sockets_1001() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"username\":\"late\""), "{answer}");
 }
+
+/// The code and `retryAfter` of a refused request's first error.
+fn rate_limited(v: &Value) -> u64 {
+    assert_eq!(error_code(v), "RATE_LIMITED", "{v}");
+    v["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retryAfter in {v}"))
+}
+
+#[tokio::test]
+async fn sign_ins_and_registrations_are_limited_per_address() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.sign_ins_per_ip_per_minute = 3;
+        c.limits.registrations_per_ip_per_hour = 2;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    app.register("bob").await;
+    let third = app
+        .gql(
+            None,
+            "mutation { register(input: { username: \"carol\", email: \"c@example.com\", password: \"correct horse\" }) { user { id } } }",
+            json!({}),
+        )
+        .await;
+    assert!(rate_limited(&third) >= 1);
+    const LOGIN: &str = "mutation($l: String!, $p: String!) { login(input: { login: $l, password: $p }) { accessToken } }";
+    // Spread over several accounts: the address's budget is what runs out.
+    for login in ["alice", "bob", "nobody"] {
+        let v = app
+            .gql(None, LOGIN, json!({ "l": login, "p": "wrong password" }))
+            .await;
+        assert_eq!(error_code(&v), "UNAUTHENTICATED");
+    }
+    let v = app
+        .gql(
+            None,
+            LOGIN,
+            json!({ "l": alice.username, "p": "correct horse" }),
+        )
+        .await;
+    assert!(rate_limited(&v) >= 1);
+}
+
+#[tokio::test]
+async fn sends_are_limited_per_user() {
+    use crate::chat::{SEND, create_room, join};
+    let app = TestApp::spawn_with(|c| {
+        c.limits.sends_per_user_per_second = 1;
+        c.limits.send_burst = 3;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "busy").await;
+    join(&app, &bob, &r).await;
+    let send = |n: usize| json!({ "i": { "roomId": r, "content": format!("m{n}") } });
+    for n in 0..3 {
+        app.ok(Some(&alice.token), SEND, send(n)).await;
+    }
+    let refused = app.gql(Some(&alice.token), SEND, send(3)).await;
+    assert!(rate_limited(&refused) >= 1);
+    // Another user is not held back by alice's burst.
+    app.ok(Some(&bob.token), SEND, send(4)).await;
+}
+
+#[tokio::test]
+async fn sockets_are_capped_per_address_and_per_user() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.sockets_per_ip = 2;
+        c.limits.sockets_per_user = 1;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let auth = json!({ "authorization": format!("Bearer {}", alice.token) });
+    let mut first = crate::ws::init(&app, "graphql-transport-ws", auth.clone()).await;
+    // The same user again: the socket is closed with 1008 (policy).
+    let mut second = crate::ws::connect(&app, "graphql-transport-ws", None).await;
+    crate::ws::send(
+        &mut second,
+        json!({ "type": "connection_init", "payload": auth }),
+    )
+    .await;
+    assert_eq!(crate::ws::close_code(&mut second).await.0, 1008);
+    // The address holds two sockets; a third upgrade is refused with 429.
+    let _anonymous = crate::ws::init(&app, "graphql-transport-ws", json!({})).await;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            app.ws_url(),
+        )
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // The first socket still works.
+    crate::ws::send(&mut first, json!({ "type": "ping" })).await;
+    assert_eq!(crate::ws::next_json(&mut first).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn rate_limits_off_switches_every_limit_off() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limits = false;
+        c.limits.registrations_per_ip_per_hour = 1;
+        c.limits.sockets_per_user = 1;
+        c.limits.login_max_failures = 1;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    app.register("bob").await;
+    const LOGIN: &str = "mutation($p: String!) { login(input: { login: \"alice\", password: $p }) { accessToken } }";
+    for _ in 0..3 {
+        let v = app.gql(None, LOGIN, json!({ "p": "wrong password" })).await;
+        assert_eq!(error_code(&v), "UNAUTHENTICATED");
+    }
+    let auth = json!({ "authorization": format!("Bearer {}", alice.token) });
+    let _one = crate::ws::init(&app, "graphql-transport-ws", auth.clone()).await;
+    let mut two = crate::ws::init(&app, "graphql-transport-ws", auth).await;
+    crate::ws::send(&mut two, json!({ "type": "ping" })).await;
+    assert_eq!(crate::ws::next_json(&mut two).await["type"], "pong");
+}

@@ -153,6 +153,14 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path) -> Config {
     config.jwt_secret = Some(confab::auth::token::random_secret());
     config.data_dir = data_dir.to_path_buf();
     config.limits.ws_init_timeout = Duration::from_millis(1500);
+    // Tests drive the router without a connection: every request shares one
+    // client address, and tests send in bursts. The rate-limit tests set
+    // their own numbers.
+    config.limits.sign_ins_per_ip_per_minute = 100_000;
+    config.limits.registrations_per_ip_per_hour = 100_000;
+    config.limits.sends_per_user_per_second = 100_000;
+    config.limits.send_burst = 100_000;
+    config.limits.sockets_per_ip = 10_000;
     config
 }
 
