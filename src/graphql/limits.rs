@@ -155,69 +155,99 @@ pub fn auth_mutations_in(doc: &ExecutableDocument) -> usize {
         .fold(0, usize::saturating_add)
 }
 
-fn const_has_nul(value: &Value) -> bool {
+/// A value (or anything in it) the predicate marks.
+type Mark<'a> = &'a dyn Fn(&Value) -> bool;
+
+fn const_has(value: &Value, mark: Mark<'_>) -> bool {
+    mark(value)
+        || match value {
+            Value::List(items) => items.iter().any(|v| const_has(v, mark)),
+            Value::Object(fields) => fields.values().any(|v| const_has(v, mark)),
+            _ => false,
+        }
+}
+
+/// A NUL in a string, an enum name or an object key.
+fn has_nul(value: &Value) -> bool {
     match value {
         Value::String(s) => s.contains('\0'),
         Value::Enum(name) => name.as_str().contains('\0'),
-        Value::List(items) => items.iter().any(const_has_nul),
-        Value::Object(fields) => fields
-            .iter()
-            .any(|(k, v)| k.as_str().contains('\0') || const_has_nul(v)),
-        Value::Null | Value::Number(_) | Value::Boolean(_) | Value::Binary(_) => false,
+        Value::Object(fields) => fields.keys().any(|k| k.as_str().contains('\0')),
+        _ => false,
     }
 }
 
-fn directives_have_nul(directives: &[Positioned<Directive>]) -> bool {
-    directives.iter().any(|d| {
-        d.node.arguments.iter().any(|(_, value)| {
-            // Variables are checked where they come in; here only literals.
-            let literal = value
-                .node
-                .clone()
-                .into_const_with(|_| Ok::<_, Infallible>(Value::Null));
-            literal.is_ok_and(|v| const_has_nul(&v))
-        })
-    })
+/// An integer outside GraphQL's 32-bit Int. (Every Float argument of the
+/// schema has a small range of its own, so an integer this large is bad
+/// input wherever it stands.)
+fn out_of_int_range(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i32::try_from(i).is_err(),
+            (None, Some(_)) => true,
+            (None, None) => false,
+        },
+        _ => false,
+    }
 }
 
-fn set_has_nul(set: &SelectionSet) -> bool {
+fn literal_has(value: &Positioned<async_graphql_value::Value>, mark: Mark<'_>) -> bool {
+    // Variables are checked where they come in; here only literals.
+    let literal = value
+        .node
+        .clone()
+        .into_const_with(|_| Ok::<_, Infallible>(Value::Null));
+    literal.is_ok_and(|v| const_has(&v, mark))
+}
+
+fn directives_have(directives: &[Positioned<Directive>], mark: Mark<'_>) -> bool {
+    directives
+        .iter()
+        .any(|d| d.node.arguments.iter().any(|(_, v)| literal_has(v, mark)))
+}
+
+fn set_has(set: &SelectionSet, mark: Mark<'_>) -> bool {
     set.items.iter().any(|item| match &item.node {
         Selection::Field(field) => {
-            let args = field.node.arguments.iter().any(|(_, value)| {
-                let literal = value
-                    .node
-                    .clone()
-                    .into_const_with(|_| Ok::<_, Infallible>(Value::Null));
-                literal.is_ok_and(|v| const_has_nul(&v))
-            });
-            args || directives_have_nul(&field.node.directives)
-                || set_has_nul(&field.node.selection_set.node)
+            field
+                .node
+                .arguments
+                .iter()
+                .any(|(_, v)| literal_has(v, mark))
+                || directives_have(&field.node.directives, mark)
+                || set_has(&field.node.selection_set.node, mark)
         }
         Selection::InlineFragment(frag) => {
-            directives_have_nul(&frag.node.directives) || set_has_nul(&frag.node.selection_set.node)
+            directives_have(&frag.node.directives, mark)
+                || set_has(&frag.node.selection_set.node, mark)
         }
-        Selection::FragmentSpread(spread) => directives_have_nul(&spread.node.directives),
+        Selection::FragmentSpread(spread) => directives_have(&spread.node.directives, mark),
     })
 }
 
-/// A NUL in any string literal of the document (each fragment once).
-pub fn document_has_nul(doc: &ExecutableDocument) -> bool {
+/// Whether any literal of the document (each fragment once) has what `mark` marks.
+fn document_has(doc: &ExecutableDocument, mark: Mark<'_>) -> bool {
     let operations = doc.operations.iter().any(|(_, op)| {
         let defaults = op.node.variable_definitions.iter().any(|def| {
             def.node
                 .default_value
                 .as_ref()
-                .is_some_and(|v| const_has_nul(&v.node))
-                || directives_have_nul(&def.node.directives)
+                .is_some_and(|v| const_has(&v.node, mark))
+                || directives_have(&def.node.directives, mark)
         });
         defaults
-            || directives_have_nul(&op.node.directives)
-            || set_has_nul(&op.node.selection_set.node)
+            || directives_have(&op.node.directives, mark)
+            || set_has(&op.node.selection_set.node, mark)
     });
     operations
         || doc.fragments.values().any(|f| {
-            directives_have_nul(&f.node.directives) || set_has_nul(&f.node.selection_set.node)
+            directives_have(&f.node.directives, mark) || set_has(&f.node.selection_set.node, mark)
         })
+}
+
+/// A NUL in any string literal of the document.
+pub fn document_has_nul(doc: &ExecutableDocument) -> bool {
+    document_has(doc, &has_nul)
 }
 
 /// Whether the document asks for `__schema` or `__type` anywhere (they exist
@@ -257,12 +287,23 @@ pub fn check(
             ErrorCode::BadUserInput,
         )
     };
-    let variables_have_nul = request
-        .variables
-        .iter()
-        .any(|(k, v)| k.as_str().contains('\0') || const_has_nul(v));
-    if request.query.contains('\0') || variables_have_nul {
+    let variables_have = |mark: Mark<'_>| {
+        request
+            .variables
+            .iter()
+            .any(|(k, v)| k.as_str().contains('\0') || const_has(v, mark))
+    };
+    if request.query.contains('\0') || variables_have(&has_nul) {
         return Err(nul());
+    }
+    let too_large = || {
+        server_error(
+            "an integer argument must fit in 32 bits (GraphQL's Int)",
+            ErrorCode::BadUserInput,
+        )
+    };
+    if variables_have(&out_of_int_range) {
+        return Err(too_large());
     }
     let Ok(doc) = request.parsed_query() else {
         return Ok(());
@@ -289,6 +330,9 @@ pub fn check(
     }
     if document_has_nul(doc) {
         return Err(nul());
+    }
+    if document_has(doc, &out_of_int_range) {
+        return Err(too_large());
     }
     if !introspection && selects_introspection(doc) {
         return Err(server_error(

@@ -702,3 +702,45 @@ async fn rate_limits_off_switches_every_limit_off() {
     crate::ws::send(&mut two, json!({ "type": "ping" })).await;
     assert_eq!(crate::ws::next_json(&mut two).await["type"], "pong");
 }
+
+/// An integer argument beyond GraphQL's 32-bit Int, as a literal or through a
+/// variable, is bad input (not a validation error), and so is a negative count.
+#[tokio::test]
+async fn page_sizes_beyond_int_are_bad_user_input() {
+    let app = TestApp::spawn().await;
+    let v = app
+        .gql(
+            None,
+            "{ rooms(first: 2147483648) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&v), "BAD_USER_INPUT", "{v}");
+    let v = app
+        .gql(
+            None,
+            "query($n: Int) { rooms(first: $n) { edges { cursor } } }",
+            json!({ "n": 99999999999_i64 }),
+        )
+        .await;
+    assert_eq!(error_code(&v), "BAD_USER_INPUT", "{v}");
+    let v = app
+        .gql(
+            None,
+            "{ rooms(first: -2147483649) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&v), "BAD_USER_INPUT", "{v}");
+    // The largest Int is a page size that is merely too big.
+    let v = app
+        .gql(
+            None,
+            "{ rooms(first: 2147483647) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&v), "BAD_USER_INPUT", "{v}");
+    app.ok(None, "{ rooms(first: 5) { edges { cursor } } }", json!({}))
+        .await;
+}
