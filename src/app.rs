@@ -150,9 +150,14 @@ impl App {
                 tracing::debug!(%err, "could not set TCP_NODELAY");
             }
             // Each request learns its client's address (rate limits, socket caps).
-            let ip = ClientIp(Some(peer.ip()));
             let router = router.clone();
+            let trusted = self.state.config.clone();
             let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+                let forwarded = request
+                    .headers()
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok());
+                let ip = ClientIp::of(peer.ip(), forwarded, &trusted.trusted_proxies);
                 request.extensions_mut().insert(ip);
                 tower_service::Service::call(&mut router.clone(), request)
             });

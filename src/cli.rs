@@ -114,6 +114,14 @@ pub struct Opts {
     /// Rate limits and socket caps: `off` only for load tests on a trusted network.
     #[arg(long, env = "CONFAB_RATE_LIMITS", value_enum, default_value_t = Switch::On, global = true)]
     pub rate_limits: Switch,
+    /// Reverse proxies (CIDR, comma-separated) whose X-Forwarded-For names the client.
+    #[arg(
+        long,
+        env = "CONFAB_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Log line format: text (coloured only on a terminal) or json.
     #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -138,6 +146,7 @@ impl Opts {
         config.log_format = self.log_format;
         config.introspection = self.introspection;
         config.rate_limits = self.rate_limits == Switch::On;
+        config.trusted_proxies = self.trusted_proxies;
         config
     }
 }

@@ -23,6 +23,8 @@ pub struct Config {
     pub introspection: bool,
     /// Request rate limits and socket caps; off only for load tests on a trusted network.
     pub rate_limits: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits, socket caps).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
     pub limits: Limits,
 }
@@ -139,6 +141,7 @@ impl Config {
             dev_mode: false,
             introspection: true,
             rate_limits: true,
+            trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,
             limits: Limits::default(),
         }

@@ -29,6 +29,25 @@ const MAX_KEYS: usize = 100_000;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientIp(pub Option<IpAddr>);
 
+impl ClientIp {
+    /// The client of a request that came from `peer`: the peer itself, or,
+    /// when the peer is a trusted proxy, the nearest address in
+    /// `X-Forwarded-For` that is not one of the trusted proxies (the
+    /// addresses before it are the client's own word and prove nothing).
+    pub fn of(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[ipnet::IpNet]) -> Self {
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+        if !is_trusted(&peer) {
+            return Self(Some(peer));
+        }
+        let client = forwarded_for
+            .into_iter()
+            .flat_map(|header| header.rsplit(','))
+            .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+            .find(|ip| !is_trusted(ip));
+        Self(Some(client.unwrap_or(peer)))
+    }
+}
+
 struct Keyed<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     what: &'static str,

@@ -744,3 +744,51 @@ async fn page_sizes_beyond_int_are_bad_user_input() {
     app.ok(None, "{ rooms(first: 5) { edges { cursor } } }", json!({}))
         .await;
 }
+
+/// Opens a socket whose upgrade carries `X-Forwarded-For: forwarded`; the HTTP status if refused.
+async fn upgrade_from(app: &TestApp, forwarded: &str) -> Result<crate::ws::Socket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = app.ws_url().into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    headers.insert("X-Forwarded-For", forwarded.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+/// Behind a trusted proxy the client is the address the proxy names; from
+/// anyone else `X-Forwarded-For` is ignored (it would let a client pick its
+/// own bucket).
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    let trusting = TestApp::spawn_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.limits.sockets_per_ip = 1;
+    })
+    .await;
+    let _a = upgrade_from(&trusting, "203.0.113.7").await.unwrap();
+    let _b = upgrade_from(&trusting, "203.0.113.8").await.unwrap();
+    assert_eq!(
+        upgrade_from(&trusting, "203.0.113.7").await.err(),
+        Some(429)
+    );
+    // A forged entry before the proxy's own is the client's word: ignored.
+    assert_eq!(
+        upgrade_from(&trusting, "198.51.100.1, 203.0.113.8")
+            .await
+            .err(),
+        Some(429)
+    );
+
+    let plain = TestApp::spawn_with(|c| c.limits.sockets_per_ip = 1).await;
+    let _c = upgrade_from(&plain, "203.0.113.7").await.unwrap();
+    assert_eq!(upgrade_from(&plain, "203.0.113.9").await.err(), Some(429));
+}
