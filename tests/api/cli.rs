@@ -9,7 +9,7 @@ use std::{
 
 use crate::support::{TestDb, postgres_base_url, with_database};
 
-fn confab() -> Command {
+pub fn confab() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
     cmd.env_remove("DATABASE_URL")
         .env_remove("JWT_SECRET")
@@ -60,8 +60,18 @@ async fn migrate_status_down_and_up() {
 
 /// Starts `confab serve`, waits for the log line that says it listens, and
 /// returns the child with everything it logged until then.
-fn serve(db_url: &str, data_dir: &std::path::Path) -> (std::process::Child, String) {
+pub fn serve(db_url: &str, data_dir: &std::path::Path) -> (std::process::Child, String) {
+    serve_with(db_url, data_dir, &[])
+}
+
+/// `serve` with more environment.
+pub fn serve_with(
+    db_url: &str,
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let mut child = confab()
+        .envs(env.iter().copied())
         .arg("serve")
         .env("DATABASE_URL", db_url)
         .env("BIND_ADDR", "127.0.0.1:0")

@@ -820,3 +820,121 @@ async fn concurrent_direct_messages_reach_pager_and_feeds_in_one_order() {
         );
     }
 }
+
+/// POSTs a GraphQL request over a fresh TCP connection; None when the
+/// connection fails or is cut before a whole answer arrives.
+async fn post_raw(addr: &str, token: &str, body: &Value) -> Option<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.to_string();
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.ok()?;
+    let (head, json) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then_some(())?;
+    serde_json::from_str(json).ok()
+}
+
+/// An instance killed with SIGKILL while it takes sends: every send it
+/// answered is stored once, and the surviving instance's subscriber gets
+/// every stored message once (the ones whose wake-up died with the killed
+/// instance too, at the next position announced).
+#[tokio::test]
+async fn a_killed_instance_loses_no_answered_send() {
+    if !is_postgres() {
+        eprintln!("skipped: two instances need PostgreSQL (set TEST_DATABASE_URL)");
+        return;
+    }
+    // Both instances sign with the key kept in the database.
+    let survivor = TestApp::spawn_with(|c| c.jwt_secret = None).await;
+    let alice = survivor.register("alice").await;
+    let r = create_room(&survivor, &alice, "Room").await;
+    let mut sub = room_sub(&survivor, &alice, PROTOCOLS[0], &r).await;
+    sync_room(&survivor, &alice, &r, &mut [&mut sub]).await;
+
+    let data = tempfile::tempdir().unwrap();
+    // Rate limits off: one user sends as fast as eight loops can.
+    let off = [("CONFAB_RATE_LIMITS", "off")];
+    let (mut doomed, log) = crate::cli::serve_with(&survivor.db.url, data.path(), &off);
+    let addr = log
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("listening address")
+        .to_owned();
+    const SEND: &str = "mutation($i: SendMessageInput!) { sendMessage(input: $i) { content } }";
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..8)
+        .map(|w| {
+            let (addr, token, room, answered) =
+                (addr.clone(), alice.token.clone(), r.clone(), answered.clone());
+            tokio::spawn(async move {
+                for k in 0..200 {
+                    let content = format!("k{w}-{k}");
+                    let body = json!({ "query": SEND, "variables": { "i": { "roomId": room, "content": content } } });
+                    match post_raw(&addr, &token, &body).await {
+                        Some(v) if v["data"]["sendMessage"]["content"] == content.as_str() => {
+                            answered.lock().unwrap().push(content);
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill it once it has answered some, while the rest are in flight.
+    within(60, async {
+        while answered.lock().unwrap().len() < 40 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    for sender in senders {
+        let _ = sender.await;
+    }
+    send(&survivor, &alice, &r, "end").await;
+    let live: Vec<String> = within(30, sub.contents_until("end"))
+        .await
+        .into_iter()
+        .filter(|c| c.starts_with('k'))
+        .collect();
+
+    use entity::message;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let room_id = confab::graphql::id::decode_any(&r).unwrap().1;
+    let stored: Vec<String> = message::Entity::find()
+        .filter(message::Column::RoomId.eq(room_id))
+        .all(&survivor.app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .filter(|c| c.starts_with('k'))
+        .collect();
+    let stored_set: std::collections::HashSet<&String> = stored.iter().collect();
+    assert_eq!(stored_set.len(), stored.len(), "a send was stored twice");
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() >= 40);
+    for content in &answered {
+        assert!(
+            stored_set.contains(content),
+            "answered but not stored: {content}"
+        );
+    }
+    let live_set: std::collections::HashSet<&String> = live.iter().collect();
+    assert_eq!(
+        live_set.len(),
+        live.len(),
+        "the subscriber got a message twice"
+    );
+    assert_eq!(
+        live_set, stored_set,
+        "the subscriber missed or invented messages"
+    );
+}
