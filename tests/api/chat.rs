@@ -999,3 +999,34 @@ async fn node_resolves_rooms_and_messages_for_members_only() {
         Value::Null
     );
 }
+
+/// `before` alone pages backwards from it with the default size, like `last`.
+#[tokio::test]
+async fn before_without_last_pages_back_from_the_cursor() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let r = create_room(&app, &alice, "Room").await;
+    for n in 0..25 {
+        send(&app, &alice, &r, &format!("m{n:02}")).await;
+    }
+    let newest = app
+        .ok(Some(&alice.token), MESSAGES, json!({ "id": r, "last": 1 }))
+        .await;
+    let cursor = newest["room"]["messages"]["pageInfo"]["startCursor"].clone();
+    let page = app
+        .ok(
+            Some(&alice.token),
+            MESSAGES,
+            json!({ "id": r, "before": cursor }),
+        )
+        .await;
+    let conn = &page["room"]["messages"];
+    let expected: Vec<String> = (4..24).map(|n| format!("m{n:02}")).collect();
+    assert_eq!(
+        contents(conn),
+        expected,
+        "the 20 before the newest, oldest first"
+    );
+    assert_eq!(conn["pageInfo"]["hasPreviousPage"], true);
+    assert_eq!(conn["pageInfo"]["hasNextPage"], true);
+}

@@ -894,3 +894,27 @@ async fn hot_queries_use_their_indexes() {
         );
     }
 }
+
+/// Rejecting is for pending requests only: an accepted follower cannot be
+/// "rejected" away (NOT_FOUND, and the follow and its count stay).
+#[tokio::test]
+async fn rejecting_an_accepted_follower_is_not_found_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    assert_eq!(follow(&app, &bob, &alice).await, "ACCEPTED");
+    let v = app.gql(t(&alice), REJECT, json!({ "u": bob.id })).await;
+    assert_eq!(error_code(&v), "NOT_FOUND");
+    let me = app
+        .ok(t(&alice), "{ me { followersCount } }", json!({}))
+        .await;
+    assert_eq!(me["me"]["followersCount"], 1);
+    let status = app
+        .ok(
+            t(&bob),
+            "query($n: String!) { user(username: $n) { viewerFollowStatus } }",
+            json!({ "n": "alice" }),
+        )
+        .await;
+    assert_eq!(status["user"]["viewerFollowStatus"], "ACCEPTED");
+}
