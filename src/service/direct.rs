@@ -3,8 +3,8 @@
 //! Each user has a stream of the direct messages they send or receive
 //! (`users.dm_seq` is its head). A send takes the next position of both
 //! parties' streams under their row locks, in id order so two opposite sends
-//! cannot deadlock, and announces both inside its transaction: positions
-//! commit in order. `thread_seq`, the lower-id party's position, orders a
+//! cannot deadlock, so positions commit in order; after the commit it
+//! announces both. `thread_seq`, the lower-id party's position, orders a
 //! thread (both locks are held for every send of a thread).
 //!
 //! A thread is read through the expression index of migration

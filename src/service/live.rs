@@ -1,10 +1,11 @@
 //! Following streams live: the wake-ups a stream reader acts on, and the
 //! live feed of a user's direct messages. (Rooms: `room_stream`.)
 //!
-//! A stream's positions are committed in order and announced from inside
-//! their transactions, so a wake-up saying "through position N" means every
-//! position up to N is readable: a reader reads exactly the positions after
-//! its own, through N. Nothing is read twice, nothing skipped, no time window.
+//! A stream's positions are committed in order and announced after their
+//! commits, so a wake-up saying "through position N" means every position up
+//! to N is readable: a reader reads exactly the positions after its own,
+//! through N. Wake-ups may come late, twice or out of order; nothing is read
+//! twice, nothing skipped, and there is no time window.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
