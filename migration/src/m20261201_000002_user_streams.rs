@@ -50,6 +50,29 @@ fn position(col: impl IntoIden) -> ColumnDef {
         .to_owned()
 }
 
+/// The columns this migration adds, each (table, column).
+fn added_columns() -> [(DynIden, DynIden); 5] {
+    [
+        (Users::Table.into_iden(), Users::DmSeq.into_iden()),
+        (
+            DirectMessages::Table.into_iden(),
+            DirectMessages::SenderSeq.into_iden(),
+        ),
+        (
+            DirectMessages::Table.into_iden(),
+            DirectMessages::ReceiverSeq.into_iden(),
+        ),
+        (
+            DirectMessages::Table.into_iden(),
+            DirectMessages::ThreadSeq.into_iden(),
+        ),
+        (
+            Conversations::Table.into_iden(),
+            Conversations::LastReadSeq.into_iden(),
+        ),
+    ]
+}
+
 /// Every direct message once per party, numbered per party in (created_at, id) order.
 const NUMBERED: &str = "(SELECT id, user_id, row_number() OVER (PARTITION BY user_id ORDER BY \
      created_at, id) AS n FROM (SELECT id, sender_id AS user_id, created_at FROM direct_messages \
@@ -58,25 +81,7 @@ const NUMBERED: &str = "(SELECT id, user_id, row_number() OVER (PARTITION BY use
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let columns = [
-            (Users::Table.into_iden(), Users::DmSeq.into_iden()),
-            (
-                DirectMessages::Table.into_iden(),
-                DirectMessages::SenderSeq.into_iden(),
-            ),
-            (
-                DirectMessages::Table.into_iden(),
-                DirectMessages::ReceiverSeq.into_iden(),
-            ),
-            (
-                DirectMessages::Table.into_iden(),
-                DirectMessages::ThreadSeq.into_iden(),
-            ),
-            (
-                Conversations::Table.into_iden(),
-                Conversations::LastReadSeq.into_iden(),
-            ),
-        ];
+        let columns = added_columns();
         for (table, column) in columns {
             manager
                 .alter_table(
@@ -170,25 +175,7 @@ impl MigrationTrait for Migration {
             ],
         )
         .await?;
-        let columns = [
-            (Users::Table.into_iden(), Users::DmSeq.into_iden()),
-            (
-                DirectMessages::Table.into_iden(),
-                DirectMessages::SenderSeq.into_iden(),
-            ),
-            (
-                DirectMessages::Table.into_iden(),
-                DirectMessages::ReceiverSeq.into_iden(),
-            ),
-            (
-                DirectMessages::Table.into_iden(),
-                DirectMessages::ThreadSeq.into_iden(),
-            ),
-            (
-                Conversations::Table.into_iden(),
-                Conversations::LastReadSeq.into_iden(),
-            ),
-        ];
+        let columns = added_columns();
         for (table, column) in columns {
             manager
                 .alter_table(Table::alter().table(table).drop_column(column).to_owned())

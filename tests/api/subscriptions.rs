@@ -619,22 +619,22 @@ async fn a_dropped_listen_connection_reconnects_and_catches_up() {
     sub.expect_silence().await;
 }
 
-/// Pages forward with `after: endCursor` from the start of the room until
-/// `end` is in the history, while others send: every message once, in order.
-async fn page_forward_until(app: &TestApp, user: &TestUser, room: &str, end: &str) -> Vec<String> {
-    const PAGE: &str = "query($id: ID!, $after: String) { room(id: $id) {
-        messages(first: 100, after: $after) { edges { node { content } } pageInfo { hasNextPage endCursor } } } }";
+/// Pages forward with `after: endCursor` through the connection at `path`
+/// of `query` (its `$after` set here, `variables` the rest) until `end` is
+/// in it, while others send: every message once, in order.
+async fn page_forward_until(
+    app: &TestApp,
+    user: &TestUser,
+    query: &str,
+    variables: Value,
+    path: &[&str],
+    end: &str,
+) -> Vec<String> {
     let mut seen = Vec::new();
-    let mut after = Value::Null;
+    let mut variables = variables;
     for _ in 0..20_000 {
-        let v = app
-            .ok(
-                Some(&user.token),
-                PAGE,
-                json!({ "id": room, "after": after }),
-            )
-            .await;
-        let conn = &v["room"]["messages"];
+        let v = app.ok(Some(&user.token), query, variables.clone()).await;
+        let conn = path.iter().fold(&v, |v, key| &v[*key]);
         for edge in conn["edges"].as_array().unwrap() {
             seen.push(edge["node"]["content"].as_str().unwrap().to_owned());
         }
@@ -643,13 +643,13 @@ async fn page_forward_until(app: &TestApp, user: &TestUser, room: &str, end: &st
         }
         // An empty page has no endCursor: stay where the last page ended.
         if let Some(cursor) = conn["pageInfo"]["endCursor"].as_str() {
-            after = json!(cursor);
+            variables["after"] = json!(cursor);
         }
         if conn["pageInfo"]["hasNextPage"] == false {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    panic!("`{end}` never reached the history");
+    panic!("`{end}` never reached the list");
 }
 
 /// Eight members send 250 messages each at once (through both instances on
@@ -687,7 +687,16 @@ async fn concurrent_senders_reach_pager_and_subscriber_in_one_order() {
             }
         }
     }));
-    let paging = page_forward_until(other, &alice, &r, "end");
+    const PAGE: &str = "query($id: ID!, $after: String) { room(id: $id) {
+        messages(first: 100, after: $after) { edges { node { content } } pageInfo { hasNextPage endCursor } } } }";
+    let paging = page_forward_until(
+        other,
+        &alice,
+        PAGE,
+        json!({ "id": r }),
+        &["room", "messages"],
+        "end",
+    );
     let listening = sub.contents_until("end");
     let ((), paged, live) = within(300, async {
         let (sent, paged, live) = tokio::join!(
@@ -762,33 +771,14 @@ async fn concurrent_direct_messages_reach_pager_and_feeds_in_one_order() {
             }
         },
     ));
-    let paging = async {
-        let mut seen: Vec<String> = Vec::new();
-        let mut after = Value::Null;
-        for _ in 0..20_000 {
-            let v = other
-                .ok(
-                    Some(&bob.token),
-                    THREAD,
-                    json!({ "u": alice.id, "after": after }),
-                )
-                .await;
-            let conn = &v["directMessages"];
-            for edge in conn["edges"].as_array().unwrap() {
-                seen.push(edge["node"]["content"].as_str().unwrap().to_owned());
-            }
-            if seen.last().is_some_and(|c| c == "end") {
-                return seen;
-            }
-            if let Some(cursor) = conn["pageInfo"]["endCursor"].as_str() {
-                after = json!(cursor);
-            }
-            if conn["pageInfo"]["hasNextPage"] == false {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        panic!("`end` never reached the thread");
-    };
+    let paging = page_forward_until(
+        other,
+        &bob,
+        THREAD,
+        json!({ "u": alice.id }),
+        &["directMessages"],
+        "end",
+    );
     let (_, paged, alice_live, bob_live) = within(300, async {
         tokio::join!(
             async {
