@@ -99,14 +99,46 @@ const NEW_KINDS: &str = "'message', 'member_joined', 'member_left', 'room_update
 /// The nullable columns this migration adds, each (table, column, is a timestamp).
 fn added_columns() -> [(DynIden, DynIden, bool); 8] {
     [
-        (Messages::Table.into_iden(), Messages::EditedAt.into_iden(), true),
-        (Messages::Table.into_iden(), Messages::DeletedAt.into_iden(), true),
-        (Messages::Table.into_iden(), Messages::ReplyToId.into_iden(), false),
-        (DirectMessages::Table.into_iden(), DirectMessages::EditedAt.into_iden(), true),
-        (DirectMessages::Table.into_iden(), DirectMessages::DeletedAt.into_iden(), true),
-        (DirectMessages::Table.into_iden(), DirectMessages::ReplyToId.into_iden(), false),
-        (RoomMembers::Table.into_iden(), RoomMembers::ReceiptAt.into_iden(), true),
-        (RoomMembers::Table.into_iden(), RoomMembers::ReceiptMessageId.into_iden(), false),
+        (
+            Messages::Table.into_iden(),
+            Messages::EditedAt.into_iden(),
+            true,
+        ),
+        (
+            Messages::Table.into_iden(),
+            Messages::DeletedAt.into_iden(),
+            true,
+        ),
+        (
+            Messages::Table.into_iden(),
+            Messages::ReplyToId.into_iden(),
+            false,
+        ),
+        (
+            DirectMessages::Table.into_iden(),
+            DirectMessages::EditedAt.into_iden(),
+            true,
+        ),
+        (
+            DirectMessages::Table.into_iden(),
+            DirectMessages::DeletedAt.into_iden(),
+            true,
+        ),
+        (
+            DirectMessages::Table.into_iden(),
+            DirectMessages::ReplyToId.into_iden(),
+            false,
+        ),
+        (
+            RoomMembers::Table.into_iden(),
+            RoomMembers::ReceiptAt.into_iden(),
+            true,
+        ),
+        (
+            RoomMembers::Table.into_iden(),
+            RoomMembers::ReceiptMessageId.into_iden(),
+            false,
+        ),
     ]
 }
 
@@ -290,8 +322,10 @@ impl MigrationTrait for Migration {
             .await?;
         exec_all(
             manager,
-            &["DELETE FROM room_events WHERE kind IN ('message_edited', 'message_deleted', \
-               'reactions_changed', 'receipt_moved')"],
+            &[
+                "DELETE FROM room_events WHERE kind IN ('message_edited', 'message_deleted', \
+               'reactions_changed', 'receipt_moved')",
+            ],
         )
         .await?;
         allow_kinds(manager, OLD_KINDS).await?;

@@ -26,7 +26,9 @@ const MAX_ENTRIES: usize = 100_000;
 pub enum TypingPlace {
     Room(Uuid),
     /// The thread with `to`, as `to` sees it.
-    Direct { to: Uuid },
+    Direct {
+        to: Uuid,
+    },
 }
 
 #[derive(Clone, Default)]

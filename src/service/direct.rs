@@ -221,7 +221,10 @@ pub async fn edit(
     let mut message = message_for_change(&txn, id).await?;
     let edited_at = now();
     direct_message::Entity::update_many()
-        .col_expr(direct_message::Column::Content, Expr::value(content.clone()))
+        .col_expr(
+            direct_message::Column::Content,
+            Expr::value(content.clone()),
+        )
         .col_expr(direct_message::Column::EditedAt, Expr::value(edited_at))
         .filter(direct_message::Column::Id.eq(id))
         .exec(&txn)
@@ -402,7 +405,10 @@ pub async fn mark_read(
     if peer != viewer && users::find(db, peer).await?.is_none() {
         return Err(AppError::not_found("user not found"));
     }
-    let Some(found) = conversation::Entity::find_by_id((viewer, peer)).one(db).await? else {
+    let Some(found) = conversation::Entity::find_by_id((viewer, peer))
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     let txn = db.begin().await?;

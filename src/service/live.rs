@@ -247,7 +247,8 @@ impl DirectFeed {
                     let full = rows.len() as u64 >= READ_BATCH;
                     for row in rows {
                         self.position = self.position.max(row.0.seq);
-                        self.pending.push_back(DirectFeedItem::Stored(Arc::new(row)));
+                        self.pending
+                            .push_back(DirectFeedItem::Stored(Arc::new(row)));
                     }
                     // A full batch: the rest comes on the next call, before any wait.
                     if full {

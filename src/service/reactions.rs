@@ -129,7 +129,10 @@ pub async fn change(
             id
         }
     };
-    Ok(of_messages(db, &[id]).await?.remove(&id).unwrap_or_default())
+    Ok(of_messages(db, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default())
 }
 
 fn refuse_deleted(deleted_at: Option<DateTime<Utc>>) -> AppResult<()> {
@@ -156,7 +159,13 @@ async fn apply(
     let mine = reaction::Entity::find()
         .filter(reaction::Column::MessageId.eq(message_id))
         .filter(reaction::Column::UserId.eq(user_id));
-    if mine.clone().filter(reaction::Column::Emoji.eq(emoji)).count(txn).await? > 0 {
+    if mine
+        .clone()
+        .filter(reaction::Column::Emoji.eq(emoji))
+        .count(txn)
+        .await?
+        > 0
+    {
         return Ok(false);
     }
     if mine.count(txn).await? >= MAX_EMOJI_PER_USER {

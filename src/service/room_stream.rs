@@ -349,7 +349,11 @@ impl Reader {
         let change = TypingChange {
             room_id: self.room_id,
             actor,
-            typing: self.typing.iter().filter_map(|u| by_id.get(u).cloned()).collect(),
+            typing: self
+                .typing
+                .iter()
+                .filter_map(|u| by_id.get(u).cloned())
+                .collect(),
             at: now(),
         };
         let position = self.stream.position();
@@ -431,11 +435,11 @@ async fn read_items(
         .into_iter()
         .map(|m| (m.id, Arc::new(m)))
         .collect();
-    let people = distinct(entries.iter().flat_map(|(e, m)| {
-        e.user_id
-            .into_iter()
-            .chain(m.as_ref().map(|m| m.sender_id))
-    }));
+    let people = distinct(
+        entries
+            .iter()
+            .flat_map(|(e, m)| e.user_id.into_iter().chain(m.as_ref().map(|m| m.sender_id))),
+    );
     let people: HashMap<Uuid, Arc<user::Model>> = users::find_many(db, &people)
         .await?
         .into_iter()
@@ -452,24 +456,25 @@ async fn read_items(
                 })),
                 message: Arc::new(m),
             });
-            let receipt = match event.kind {
-                RoomEventKind::ReceiptMoved => event
-                    .user_id
-                    .and_then(|u| receipts.get(&u))
-                    .map(|member| LiveReceipt {
-                        message: member
-                            .receipt_message_id
-                            .and_then(|id| others.get(&id).cloned()),
-                        member: Arc::new(member.clone()),
-                    }),
-                RoomEventKind::Message
-                | RoomEventKind::MessageEdited
-                | RoomEventKind::MessageDeleted
-                | RoomEventKind::ReactionsChanged
-                | RoomEventKind::MemberJoined
-                | RoomEventKind::MemberLeft
-                | RoomEventKind::RoomUpdated => None,
-            };
+            let receipt =
+                match event.kind {
+                    RoomEventKind::ReceiptMoved => event
+                        .user_id
+                        .and_then(|u| receipts.get(&u))
+                        .map(|member| LiveReceipt {
+                            message: member
+                                .receipt_message_id
+                                .and_then(|id| others.get(&id).cloned()),
+                            member: Arc::new(member.clone()),
+                        }),
+                    RoomEventKind::Message
+                    | RoomEventKind::MessageEdited
+                    | RoomEventKind::MessageDeleted
+                    | RoomEventKind::ReactionsChanged
+                    | RoomEventKind::MemberJoined
+                    | RoomEventKind::MemberLeft
+                    | RoomEventKind::RoomUpdated => None,
+                };
             Arc::new(StreamItem {
                 room_id,
                 seq: event.seq,

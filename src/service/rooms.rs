@@ -416,15 +416,17 @@ pub async fn mark_read(
             let message = live_message_of_room(&txn, room_id, id, "upTo").await?;
             Some((message.seq, message.id))
         }
-        None => message::Entity::find()
-            .select_only()
-            .column(message::Column::Seq)
-            .column(message::Column::Id)
-            .filter(message::Column::RoomId.eq(room_id))
-            .order_by_desc(message::Column::Seq)
-            .into_tuple::<(i64, Uuid)>()
-            .one(&txn)
-            .await?,
+        None => {
+            message::Entity::find()
+                .select_only()
+                .column(message::Column::Seq)
+                .column(message::Column::Id)
+                .filter(message::Column::RoomId.eq(room_id))
+                .order_by_desc(message::Column::Seq)
+                .into_tuple::<(i64, Uuid)>()
+                .one(&txn)
+                .await?
+        }
     };
     let member = membership(&txn, room_id, viewer)
         .await?
@@ -451,7 +453,15 @@ pub async fn mark_read(
         .filter(room_member::Column::UserId.eq(viewer))
         .exec(&txn)
         .await?;
-    append(&txn, room_id, seq, RoomEventKind::ReceiptMoved, None, Some(viewer)).await?;
+    append(
+        &txn,
+        room_id,
+        seq,
+        RoomEventKind::ReceiptMoved,
+        None,
+        Some(viewer),
+    )
+    .await?;
     txn.commit().await?;
     announce(broker, room_id, seq);
     Ok(room::Model {
