@@ -410,7 +410,7 @@ async fn read_items(
         .iter()
         .filter_map(|(_, m)| m.as_ref().map(|m| m.id))
         .collect();
-    let mut reactions = reactions::of_messages(db, &message_ids).await?;
+    let reactions = reactions::of_messages(db, &message_ids).await?;
     let receipts: HashMap<Uuid, room_member::Model> = {
         let readers: Vec<Uuid> = entries
             .iter()
@@ -451,7 +451,7 @@ async fn read_items(
             let message = message.map(|m| LiveMessage {
                 sender: people.get(&m.sender_id).cloned(),
                 extras: Some(Arc::new(MessageExtras {
-                    reactions: reactions.remove(&m.id).unwrap_or_default(),
+                    reactions: reactions.get(&m.id).cloned().unwrap_or_default(),
                     reply_to: m.reply_to_id.and_then(|id| others.get(&id).cloned()),
                 })),
                 message: Arc::new(m),
