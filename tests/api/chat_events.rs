@@ -1713,7 +1713,6 @@ async fn room_events_record_each_change_once_in_commit_order() {
     assert_eq!(receipt["user"]["username"], "bob");
     assert_eq!(receipt["message"]["id"], m1.as_str());
     assert!(receipt["readAt"].is_string());
-    assert_eq!(so_far[5]["message"], Value::Null);
     for n in [2, 3, 4] {
         assert_eq!(so_far[n]["message"]["id"], m1.as_str(), "event {n}");
         assert_eq!(
