@@ -17,7 +17,7 @@ use crate::{
     graphql::Endpoint,
     metrics::Metrics,
     realtime::{Broker, MemoryBroker, PgBroker},
-    service::room_stream::LiveRooms,
+    service::{room_stream::LiveRooms, typing::Typing},
     state::AppState,
 };
 
@@ -73,6 +73,7 @@ impl App {
         let metrics = Arc::new(Metrics::new(&db));
         let state = AppState {
             db,
+            typing: Typing::new(broker.clone()),
             broker,
             keys,
             passwords,

@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     metrics::Metrics,
     realtime::Broker,
-    service::room_stream::LiveRooms,
+    service::{room_stream::LiveRooms, typing::Typing},
 };
 
 /// Cheap to clone: every field is shared.
@@ -26,6 +26,8 @@ pub struct AppState {
     /// One permit per open WebSocket.
     pub ws_connections: Arc<Semaphore>,
     pub config: Arc<Config>,
+    /// Typing indicators: announced to every instance, throttled per user and place.
+    pub typing: Typing,
     /// This instance's live rooms: one reader per room, shared by its subscribers.
     pub live_rooms: LiveRooms,
     /// Flips to true when the server is shutting down; live sockets close.

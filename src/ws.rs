@@ -655,7 +655,10 @@ async fn session_ended(session: &mut Option<TopicReceiver>) -> bool {
             Some(Event::SessionEnded { .. }) => return true,
             Some(Event::Resync) => return false,
             Some(
-                Event::RoomStream { .. } | Event::RoomDeleted { .. } | Event::UserStream { .. },
+                Event::RoomStream { .. }
+                | Event::RoomDeleted { .. }
+                | Event::UserStream { .. }
+                | Event::Typing { .. },
             ) => {}
             None => return std::future::pending().await,
         }

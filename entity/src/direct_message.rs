@@ -16,6 +16,12 @@ pub struct Model {
     pub receiver_seq: i64,
     /// Position in the thread: the lower-id party's position (commit order).
     pub thread_seq: i64,
+    /// When the sender last edited the content.
+    pub edited_at: Option<DateTimeUtc>,
+    /// When it was deleted: a tombstone (empty content) from then on.
+    pub deleted_at: Option<DateTimeUtc>,
+    /// The message of the same room (thread) this one answers.
+    pub reply_to_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

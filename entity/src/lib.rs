@@ -3,10 +3,12 @@
 //! Nothing here knows about GraphQL or HTTP.
 
 pub mod conversation;
+pub mod direct_event;
 pub mod direct_message;
 pub mod follow;
 pub mod message;
 pub mod post;
+pub mod reaction;
 pub mod refresh_token;
 pub mod room;
 pub mod room_event;

@@ -12,6 +12,12 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Position in the room's stream: commit order.
     pub seq: i64,
+    /// When the sender last edited the content.
+    pub edited_at: Option<DateTimeUtc>,
+    /// When it was deleted: a tombstone (empty content) from then on.
+    pub deleted_at: Option<DateTimeUtc>,
+    /// The message of the same room (thread) this one answers.
+    pub reply_to_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

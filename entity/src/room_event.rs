@@ -26,6 +26,14 @@ pub enum RoomEventKind {
     MemberLeft,
     #[sea_orm(string_value = "room_updated")]
     RoomUpdated,
+    #[sea_orm(string_value = "message_edited")]
+    MessageEdited,
+    #[sea_orm(string_value = "message_deleted")]
+    MessageDeleted,
+    #[sea_orm(string_value = "reactions_changed")]
+    ReactionsChanged,
+    #[sea_orm(string_value = "receipt_moved")]
+    ReceiptMoved,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,10 @@ pub struct Model {
     pub last_read_at: DateTimeUtc,
     /// Everything up to this position of the room's stream is read.
     pub last_read_seq: i64,
+    /// When the member last moved their read receipt; None if they never marked.
+    pub receipt_at: Option<DateTimeUtc>,
+    /// The newest message the receipt covers.
+    pub receipt_message_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

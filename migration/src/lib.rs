@@ -14,6 +14,7 @@ mod m20261201_000001_room_streams;
 mod m20261201_000002_user_streams;
 mod m20261201_000003_client_ids_per_thread;
 mod m20261201_000004_create_server_secrets;
+mod m20261202_000001_chat_events;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_user_streams::Migration),
             Box::new(m20261201_000003_client_ids_per_thread::Migration),
             Box::new(m20261201_000004_create_server_secrets::Migration),
+            Box::new(m20261202_000001_chat_events::Migration),
         ]
     }
 }

@@ -13,10 +13,13 @@ use crate::{
     graphql::{
         ContextExt,
         connection::PageArgs,
+        events::{self, Reaction},
         id::{self, ListKind, NodeType, encode_cursor},
+        room::EditMessageInput,
         scalars::DateTime,
         user::User,
     },
+    realtime::TypingPlace,
     service::{
         direct::{self, NewDirectMessage},
         live,
@@ -68,6 +71,34 @@ impl DirectMessage {
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
     }
+
+    async fn edited_at(&self) -> Option<DateTime> {
+        self.0.edited_at.map(Into::into)
+    }
+
+    async fn deleted_at(&self) -> Option<DateTime> {
+        self.0.deleted_at.map(Into::into)
+    }
+
+    /// The message this one answers (same thread); null if none or if that message was deleted.
+    async fn reply_to(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DirectMessage>> {
+        let Some(id) = self.0.reply_to_id else {
+            return Ok(None);
+        };
+        let found = ctx.loaders().direct_messages().load_one(id).await?;
+        let parties = |m: &direct_message::Model| {
+            let mut p = [m.sender_id, m.receiver_id];
+            p.sort();
+            p
+        };
+        Ok(found
+            .filter(|m| m.deleted_at.is_none() && parties(m) == parties(&self.0))
+            .map(DirectMessage))
+    }
+
+    async fn reactions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Reaction>> {
+        events::load_reactions(ctx, self.0.id).await
+    }
 }
 
 /// A one-to-one thread between the viewer and one other user.
@@ -109,6 +140,8 @@ pub struct SendDirectMessageInput {
     to_user_id: ID,
     content: String,
     client_message_id: Option<String>,
+    /// A message of the same thread that this one answers.
+    reply_to_id: Option<ID>,
 }
 
 #[derive(Default)]
@@ -169,13 +202,49 @@ impl DirectMutation {
         let viewer = ctx.require_viewer()?;
         ctx.state().rate_limits.send(viewer.user_id)?;
         let to = id::decode(&input.to_user_id, NodeType::User)?;
+        let reply_to = input
+            .reply_to_id
+            .map(|id| id::decode(&id, NodeType::DirectMessage))
+            .transpose()?;
         let new = NewDirectMessage {
             to,
             content: input.content,
             client_message_id: input.client_message_id,
+            reply_to,
         };
         let state = ctx.state();
         let message = direct::send(&state.db, state.broker.as_ref(), viewer.user_id, new).await?;
+        state
+            .typing
+            .stop_on_send(TypingPlace::Direct { to }, viewer.user_id);
+        Ok(DirectMessage::new(message))
+    }
+
+    /// The sender only.
+    async fn edit_direct_message(
+        &self,
+        ctx: &Context<'_>,
+        input: EditMessageInput,
+    ) -> async_graphql::Result<DirectMessage> {
+        let viewer = ctx.require_viewer()?;
+        let state = ctx.state();
+        state.rate_limits.send(viewer.user_id)?;
+        let id = id::decode(&input.id, NodeType::DirectMessage)?;
+        let broker = state.broker.as_ref();
+        let message = direct::edit(&state.db, broker, viewer.user_id, id, input.content).await?;
+        Ok(DirectMessage::new(message))
+    }
+
+    /// The sender only. Returns the tombstone.
+    async fn delete_direct_message(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<DirectMessage> {
+        let viewer = ctx.require_viewer()?;
+        let id = id::decode(&id, NodeType::DirectMessage)?;
+        let state = ctx.state();
+        let message = direct::delete(&state.db, state.broker.as_ref(), viewer.user_id, id).await?;
         Ok(DirectMessage::new(message))
     }
 
@@ -187,7 +256,9 @@ impl DirectMutation {
     ) -> async_graphql::Result<Option<Conversation>> {
         let viewer = ctx.require_viewer()?;
         let peer = id::decode(&with_user_id, NodeType::User)?;
-        let conversation = direct::mark_read(ctx.db(), viewer.user_id, peer).await?;
+        let state = ctx.state();
+        let broker = state.broker.as_ref();
+        let conversation = direct::mark_read(&state.db, broker, viewer.user_id, peer).await?;
         Ok(conversation.map(Conversation))
     }
 }
@@ -204,13 +275,14 @@ impl DirectSubscription {
     ) -> async_graphql::Result<impl Stream<Item = DirectMessage> + use<>> {
         let viewer = ctx.require_viewer()?;
         let state = ctx.state();
-        let feed = live::direct_messages(
+        let feed = live::direct_feed(
             state.db.clone(),
             state.broker.as_ref(),
             state.metrics.clone(),
             viewer.user_id,
+            None,
         )
         .await?;
-        Ok(feed.into_stream().map(DirectMessage::new))
+        Ok(feed.into_messages().map(DirectMessage::new))
     }
 }

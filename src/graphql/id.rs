@@ -85,6 +85,11 @@ pub enum ListKind {
     Explore,
     Nearby,
     Search,
+    /// Positions in a room's stream; the id is the room's.
+    RoomEvents,
+    /// Positions in a user's direct stream; the id is the user's.
+    DirectEvents,
+    ReadReceipts,
 }
 
 impl ListKind {
@@ -106,6 +111,9 @@ impl ListKind {
             Self::Explore => "explore",
             Self::Nearby => "nearby",
             Self::Search => "search",
+            Self::RoomEvents => "room-events",
+            Self::DirectEvents => "direct-events",
+            Self::ReadReceipts => "receipts",
         }
     }
 }

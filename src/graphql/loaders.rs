@@ -18,6 +18,7 @@ use crate::{
     service::{
         direct,
         follows::{self, Side},
+        reactions::{self, ReactionGroup},
         rooms, users,
     },
 };
@@ -46,6 +47,7 @@ pub struct Loaders {
     memberships: OnceLock<DataLoader<MembershipLoader>>,
     room_unread: OnceLock<DataLoader<RoomUnreadLoader>>,
     conversation_unread: OnceLock<DataLoader<ConversationUnreadLoader>>,
+    reactions: OnceLock<DataLoader<ReactionsLoader>>,
     followers_count: OnceLock<DataLoader<FollowCountLoader>>,
     following_count: OnceLock<DataLoader<FollowCountLoader>>,
     viewer_follow_status: OnceLock<DataLoader<FollowStatusLoader>>,
@@ -72,6 +74,7 @@ impl Loaders {
             memberships: OnceLock::new(),
             room_unread: OnceLock::new(),
             conversation_unread: OnceLock::new(),
+            reactions: OnceLock::new(),
             followers_count: OnceLock::new(),
             following_count: OnceLock::new(),
             viewer_follow_status: OnceLock::new(),
@@ -134,6 +137,13 @@ impl Loaders {
             let db = self.db.clone();
             let viewer = self.viewer;
             ConversationUnreadLoader { db, viewer }
+        })
+    }
+
+    pub fn reactions(&self) -> &DataLoader<ReactionsLoader> {
+        loader(&self.reactions, || {
+            let db = self.db.clone();
+            ReactionsLoader { db }
         })
     }
 
@@ -234,6 +244,26 @@ by_id_loader!(
     direct::find_many,
     id
 );
+
+/// Reactions per message (either kind), grouped by emoji.
+pub struct ReactionsLoader {
+    db: DatabaseConnection,
+}
+
+impl Loader<Uuid> for ReactionsLoader {
+    type Value = Arc<Vec<ReactionGroup>>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let groups = reactions::of_messages(&self.db, keys)
+            .await
+            .map_err(LoadError::from)?;
+        Ok(groups
+            .into_iter()
+            .map(|(id, g)| (id, Arc::new(g)))
+            .collect())
+    }
+}
 
 /// Members per room, counted in SQL.
 pub struct MemberCountLoader {

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod context;
 pub mod direct;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod limits;
 pub mod loaders;
@@ -48,11 +49,16 @@ pub struct Mutation(
     user::ProfileMutation,
     room::RoomMutation,
     direct::DirectMutation,
+    events::EventMutation,
     social::SocialMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(room::RoomSubscription, direct::DirectSubscription);
+pub struct Subscription(
+    room::RoomSubscription,
+    direct::DirectSubscription,
+    events::EventSubscription,
+);
 
 pub type ConfabSchema = Schema<Query, Mutation, Subscription>;
 

@@ -17,12 +17,18 @@ use crate::{
     graphql::{
         ContextExt,
         connection::PageArgs,
+        events::{
+            self, Reaction, ReadReceipt, ReadReceiptConnection, ReadReceiptEdge, RoomEvent,
+            RoomEventConnection, RoomEventEdge,
+        },
         id::{self, ListKind, NodeType, encode_cursor},
         scalars::DateTime,
         user::User,
     },
+    realtime::TypingPlace,
     service::{
-        room_stream::{self, LiveMessage},
+        page::{Page, Slice},
+        room_stream::{self, LiveMessage, MessageExtras, RoomFeedItem},
         rooms::{self, NewMessage, RoomChanges},
         users,
     },
@@ -44,7 +50,7 @@ impl Room {
         Self::from_arc(Arc::new(model))
     }
 
-    fn from_arc(model: Arc<room::Model>) -> Self {
+    pub fn from_arc(model: Arc<room::Model>) -> Self {
         Self(model, ViewerMembership::Unknown)
     }
 
@@ -204,7 +210,80 @@ impl Room {
             node: Message::live(LiveMessage {
                 sender: senders.get(&m.sender_id).cloned(),
                 message: Arc::new(m),
+                extras: None,
             }),
+        }))
+    }
+
+    /// Members' read positions, the most recently moved first. Members only.
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
+    async fn read_receipts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ReadReceiptConnection> {
+        let page = PageArgs::forward(first, after).page(ListKind::ReadReceipts)?;
+        self.require_member(ctx).await?;
+        let slice = rooms::read_receipts(ctx.db(), self.0.id, &page).await?;
+        Ok(ReadReceiptConnection::new(slice, |m| ReadReceiptEdge {
+            cursor: encode_cursor(
+                ListKind::ReadReceipts,
+                &m.receipt_at.unwrap_or(m.last_read_at),
+                m.user_id,
+            ),
+            node: ReadReceipt::new(m),
+        }))
+    }
+
+    /// Members typing now, the viewer left out. Members only (empty for others).
+    async fn typing(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
+        let Some(viewer) = ctx.viewer() else {
+            return Ok(Vec::new());
+        };
+        if self.viewer_membership(ctx).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let board = ctx.state().broker.hub().typing();
+        let ids: Vec<Uuid> = board
+            .typing(TypingPlace::Room(self.0.id))
+            .into_iter()
+            .filter(|u| *u != viewer.user_id)
+            .collect();
+        let found = ctx.loaders().users().load_many(ids.iter().copied()).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| found.get(id).cloned())
+            .map(User::from_arc)
+            .collect())
+    }
+
+    /// The room's stored events after `after` (an event cursor; none: from the start), oldest first. Members only.
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, None, child_complexity)")]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<RoomEventConnection> {
+        let after = after
+            .map(|c| events::decode_room_event_cursor(&c, self.0.id))
+            .transpose()?;
+        let page = Page::<i64>::new(first, None, None, None)?;
+        self.require_member(ctx).await?;
+        let mut items =
+            room_stream::stored_events(ctx.db(), self.0.id, after.unwrap_or(0), page.limit + 1)
+                .await?;
+        let has_next_page = items.len() as u64 > page.limit;
+        items.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+        let slice = Slice {
+            items,
+            has_next_page,
+            has_previous_page: after.is_some_and(|a| a > 0),
+        };
+        Ok(RoomEventConnection::new(slice, |item| RoomEventEdge {
+            cursor: events::room_event_cursor(&item),
+            node: RoomEvent(RoomFeedItem::Stored(item)),
         }))
     }
 }
@@ -218,20 +297,28 @@ pub struct Message {
     pub model: Arc<message::Model>,
     /// The sender, when the caller has it already (a live room's shared read).
     sender: Option<Arc<user::Model>>,
+    /// Reactions and the message answered, when read with it.
+    extras: Option<Arc<MessageExtras>>,
 }
 
 impl Message {
     pub fn new(model: message::Model) -> Self {
+        Self::from_arc(Arc::new(model))
+    }
+
+    pub fn from_arc(model: Arc<message::Model>) -> Self {
         Self {
-            model: Arc::new(model),
+            model,
             sender: None,
+            extras: None,
         }
     }
 
-    fn live(live: LiveMessage) -> Self {
+    pub fn live(live: LiveMessage) -> Self {
         Self {
             model: live.message,
             sender: live.sender,
+            extras: live.extras,
         }
     }
 
@@ -250,10 +337,7 @@ impl Message {
             .await?;
         Ok(rooms::check_reader(membership.as_deref())
             .is_ok()
-            .then_some(Self {
-                model: message,
-                sender: None,
-            }))
+            .then(|| Self::from_arc(message)))
     }
 }
 
@@ -288,6 +372,48 @@ impl Message {
     async fn created_at(&self) -> DateTime {
         self.model.created_at.into()
     }
+
+    /// When the sender last edited the content; null if never edited.
+    async fn edited_at(&self) -> Option<DateTime> {
+        self.model.edited_at.map(Into::into)
+    }
+
+    /// When the message was deleted; it then stays in history with empty content and no reactions.
+    async fn deleted_at(&self) -> Option<DateTime> {
+        self.model.deleted_at.map(Into::into)
+    }
+
+    /// The message this one answers (same room); null if none or if that message was deleted.
+    async fn reply_to(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Message>> {
+        let Some(id) = self.model.reply_to_id else {
+            return Ok(None);
+        };
+        let found = match &self.extras {
+            Some(extras) => extras.reply_to.clone(),
+            None => ctx.loaders().messages().load_one(id).await?,
+        };
+        Ok(found
+            .filter(|m| m.deleted_at.is_none() && m.room_id == self.model.room_id)
+            .map(Self::from_arc))
+    }
+
+    /// Reactions by emoji, the most used first (ties: the earliest first).
+    async fn reactions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Reaction>> {
+        match &self.extras {
+            Some(extras) => Ok(events::reactions_for(
+                &extras.reactions,
+                ctx.viewer().map(|v| v.user_id),
+            )),
+            None => events::load_reactions(ctx, self.model.id).await,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct EditMessageInput {
+    /// A Message id (editMessage) or a DirectMessage id (editDirectMessage).
+    pub id: ID,
+    pub content: String,
 }
 
 #[derive(InputObject)]
@@ -308,6 +434,8 @@ pub struct SendMessageInput {
     room_id: ID,
     content: String,
     client_message_id: Option<String>,
+    /// A message of the same room that this one answers.
+    reply_to_id: Option<ID>,
 }
 
 #[derive(Default)]
@@ -436,23 +564,65 @@ impl RoomMutation {
         let viewer = ctx.require_viewer()?;
         ctx.state().rate_limits.send(viewer.user_id)?;
         let room_id = id::decode(&input.room_id, NodeType::Room)?;
+        let reply_to = input
+            .reply_to_id
+            .map(|id| id::decode(&id, NodeType::Message))
+            .transpose()?;
         let new = NewMessage {
             room_id,
             content: input.content,
             client_message_id: input.client_message_id,
+            reply_to,
         };
         let state = ctx.state();
         let message = rooms::send(&state.db, state.broker.as_ref(), viewer.user_id, new).await?;
+        state
+            .typing
+            .stop_on_send(TypingPlace::Room(room_id), viewer.user_id);
         Ok(Message::new(message))
     }
 
-    /// Marks everything in the room up to now read. Members only.
-    async fn mark_room_read(&self, ctx: &Context<'_>, room_id: ID) -> async_graphql::Result<Room> {
+    /// Marks read up to `upTo` (a message of the room; none: everything now). A receipt never moves back.
+    async fn mark_room_read(
+        &self,
+        ctx: &Context<'_>,
+        room_id: ID,
+        up_to: Option<ID>,
+    ) -> async_graphql::Result<Room> {
         let viewer = ctx.require_viewer()?;
         let room_id = id::decode(&room_id, NodeType::Room)?;
-        Ok(Room::new(
-            rooms::mark_read(ctx.db(), viewer.user_id, room_id).await?,
-        ))
+        let up_to = up_to
+            .map(|id| id::decode(&id, NodeType::Message))
+            .transpose()?;
+        let state = ctx.state();
+        let broker = state.broker.as_ref();
+        let room = rooms::mark_read(&state.db, broker, viewer.user_id, room_id, up_to).await?;
+        Ok(Room::new(room))
+    }
+
+    /// The sender only.
+    async fn edit_message(
+        &self,
+        ctx: &Context<'_>,
+        input: EditMessageInput,
+    ) -> async_graphql::Result<Message> {
+        let viewer = ctx.require_viewer()?;
+        let state = ctx.state();
+        state.rate_limits.send(viewer.user_id)?;
+        let id = id::decode(&input.id, NodeType::Message)?;
+        let broker = state.broker.as_ref();
+        let message = rooms::edit(&state.db, broker, viewer.user_id, id, input.content).await?;
+        Ok(Message::new(message))
+    }
+
+    /// Returns the tombstone (deletedAt set, content empty).
+    async fn delete_message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Message> {
+        let viewer = ctx.require_viewer()?;
+        let id = id::decode(&id, NodeType::Message)?;
+        let state = ctx.state();
+        let broker = state.broker.as_ref();
+        let message = rooms::delete_message(&state.db, broker, viewer.user_id, id).await?;
+        Ok(Message::new(message))
     }
 }
 
@@ -470,14 +640,15 @@ impl RoomSubscription {
         let viewer = ctx.require_viewer()?;
         let room_id = id::decode(&room_id, NodeType::Room)?;
         let state = ctx.state();
-        let feed = room_stream::room_messages(
+        let feed = room_stream::room_feed(
             &state.db,
             state.broker.as_ref(),
             &state.live_rooms,
             viewer.user_id,
             room_id,
+            None,
         )
         .await?;
-        Ok(feed.into_stream().map(Message::live))
+        Ok(feed.into_messages().map(Message::live))
     }
 }

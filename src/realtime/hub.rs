@@ -8,7 +8,7 @@ use std::{
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
-use super::{Event, Topic};
+use super::{Event, Topic, TypingBoard};
 
 /// Per-topic buffer. Events are wake-ups, so a receiver that falls behind
 /// loses nothing but redundant wake-ups: it re-reads the database anyway.
@@ -19,6 +19,8 @@ pub struct Hub {
     topics: Arc<Mutex<HashMap<Topic, broadcast::Sender<Event>>>>,
     /// Live room feeds on this instance, per (room, member).
     room_feeds: RoomFeeds,
+    /// Who is typing where, from every instance's announcements.
+    typing: TypingBoard,
 }
 
 impl Hub {
@@ -44,6 +46,15 @@ impl Hub {
 
     /// Hands `event` to this instance's subscribers of `topic`. Never blocks.
     pub fn dispatch(&self, topic: Topic, event: Event) {
+        if let Event::Typing {
+            place,
+            user_id,
+            typing,
+        } = event
+        {
+            // Every instance keeps the whole board, subscribers here or not.
+            self.typing.apply(place, user_id, typing);
+        }
         let mut topics = self.topics();
         if let Some(sender) = topics.get(&topic)
             && sender.send(event).is_err()
@@ -61,6 +72,10 @@ impl Hub {
 
     pub fn topic_count(&self) -> usize {
         self.topics().len()
+    }
+
+    pub fn typing(&self) -> &TypingBoard {
+        &self.typing
     }
 
     pub fn room_feeds(&self) -> &RoomFeeds {

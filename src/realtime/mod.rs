@@ -8,6 +8,7 @@
 mod hub;
 mod memory;
 mod postgres;
+mod typing;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 pub use hub::{Hub, RoomFeedGuard, RoomFeeds, TopicReceiver};
 pub use memory::MemoryBroker;
 pub use postgres::PgBroker;
+pub use typing::{TYPING_TTL, TypingBoard, TypingPlace};
 
 /// Who an event concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +39,13 @@ pub enum Event {
     /// The sign-in session ended (logout, or a reused refresh token revoked
     /// its family): its sockets close.
     SessionEnded { session_id: Uuid },
+    /// Someone started (`true`) or stopped typing at `place`: not stored;
+    /// every instance's `TypingBoard` follows these.
+    Typing {
+        place: TypingPlace,
+        user_id: Uuid,
+        typing: bool,
+    },
     /// Events may have been missed (the broker reconnected, a receiver lagged): re-read.
     Resync,
 }

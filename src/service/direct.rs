@@ -14,11 +14,15 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{conversation, direct_message, user};
+use entity::{
+    conversation,
+    direct_event::{self, DirectEventKind},
+    direct_message, reaction, user,
+};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-    sea_query::{Expr, ExprTrait, OnConflict, Order, Query},
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -51,6 +55,8 @@ pub struct NewDirectMessage {
     pub to: Uuid,
     pub content: String,
     pub client_message_id: Option<String>,
+    /// A message of the same thread, not deleted, that this one answers.
+    pub reply_to: Option<Uuid>,
 }
 
 /// To any other user. Both ends of the thread (`conversations`) move and
@@ -71,6 +77,19 @@ pub async fn send(
     validate_client_message_id(input.client_message_id.as_deref())?;
     let txn = db.begin().await?;
     let (sender_seq, receiver_seq) = next_positions(&txn, viewer, input.to).await?;
+    if let Some(id) = input.reply_to {
+        let target = direct_message::Entity::find_by_id(id).one(&txn).await?;
+        let in_thread = target.is_some_and(|m| {
+            m.deleted_at.is_none()
+                && ((m.sender_id, m.receiver_id) == (viewer, input.to)
+                    || (m.sender_id, m.receiver_id) == (input.to, viewer))
+        });
+        if !in_thread {
+            return Err(AppError::bad_input(
+                "`replyToId` must be a message of this thread that is not deleted",
+            ));
+        }
+    }
     let model = direct_message::Model {
         id: new_id(),
         sender_id: viewer,
@@ -85,6 +104,9 @@ pub async fn send(
         } else {
             receiver_seq
         },
+        edited_at: None,
+        deleted_at: None,
+        reply_to_id: input.reply_to,
     };
     let retry = [
         direct_message::Column::SenderId,
@@ -98,17 +120,174 @@ pub async fn send(
         return Ok(first);
     }
     move_thread_ends(&txn, &model).await?;
+    let positions = (sender_seq, receiver_seq);
+    let kind = DirectEventKind::MessageAdded;
+    append(&txn, &model, kind, Some(model.id), viewer, positions).await?;
     txn.commit().await?;
-    for (user_id, seq) in [(viewer, sender_seq), (input.to, receiver_seq)] {
+    announce(broker, &model, positions);
+    Ok(model)
+}
+
+/// Appends what happened to both parties' streams, at their positions
+/// (sender's, receiver's) from `next_positions`.
+pub(super) async fn append(
+    txn: &DatabaseTransaction,
+    message: &direct_message::Model,
+    kind: DirectEventKind,
+    message_id: Option<Uuid>,
+    actor: Uuid,
+    (sender_seq, receiver_seq): (i64, i64),
+) -> AppResult<()> {
+    let (sender, receiver) = (message.sender_id, message.receiver_id);
+    let now = now();
+    let row = |user_id: Uuid, seq: i64, peer_id: Uuid| direct_event::ActiveModel {
+        user_id: Set(user_id),
+        seq: Set(seq),
+        kind: Set(kind),
+        message_id: Set(message_id),
+        actor_id: Set(actor),
+        peer_id: Set(peer_id),
+        created_at: Set(now),
+    };
+    direct_event::Entity::insert_many([
+        row(sender, sender_seq, receiver),
+        row(receiver, receiver_seq, sender),
+    ])
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Wakes both parties' readers, on every instance.
+pub(super) fn announce(
+    broker: &dyn Broker,
+    message: &direct_message::Model,
+    (sender_seq, receiver_seq): (i64, i64),
+) {
+    for (user_id, seq) in [
+        (message.sender_id, sender_seq),
+        (message.receiver_id, receiver_seq),
+    ] {
         broker.publish(Topic::User(user_id), Event::UserStream { user_id, seq });
     }
-    Ok(model)
+}
+
+/// A direct message for one of its two parties: NOT_FOUND for anyone else.
+pub async fn message_for_party(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    id: Uuid,
+) -> AppResult<direct_message::Model> {
+    direct_message::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|m| m.sender_id == viewer || m.receiver_id == viewer)
+        .ok_or_else(|| AppError::not_found("message not found"))
+}
+
+/// Re-reads a message under both parties' locks, for a change that needs it not deleted.
+pub(super) async fn message_for_change(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+) -> AppResult<direct_message::Model> {
+    let message = direct_message::Entity::find_by_id(id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("message not found"))?;
+    if message.deleted_at.is_some() {
+        return Err(AppError::bad_input("the message is deleted"));
+    }
+    Ok(message)
+}
+
+/// The sender only; same content rules as a send; not a deleted message.
+pub async fn edit(
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
+    viewer: Uuid,
+    id: Uuid,
+    content: String,
+) -> AppResult<direct_message::Model> {
+    let message = message_for_party(db, viewer, id).await?;
+    if message.sender_id != viewer {
+        return Err(AppError::forbidden("only the sender may edit a message"));
+    }
+    if message.deleted_at.is_some() {
+        return Err(AppError::bad_input("a deleted message cannot be edited"));
+    }
+    validate_content(&content)?;
+    let txn = db.begin().await?;
+    let positions = next_positions(&txn, message.sender_id, message.receiver_id).await?;
+    let mut message = message_for_change(&txn, id).await?;
+    let edited_at = now();
+    direct_message::Entity::update_many()
+        .col_expr(
+            direct_message::Column::Content,
+            Expr::value(content.clone()),
+        )
+        .col_expr(direct_message::Column::EditedAt, Expr::value(edited_at))
+        .filter(direct_message::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    let kind = DirectEventKind::MessageEdited;
+    append(&txn, &message, kind, Some(id), viewer, positions).await?;
+    txn.commit().await?;
+    announce(broker, &message, positions);
+    message.content = content;
+    message.edited_at = Some(edited_at);
+    Ok(message)
+}
+
+/// The sender only. Leaves a tombstone (empty content, no reactions);
+/// deleting again returns it and changes nothing.
+pub async fn delete(
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
+    viewer: Uuid,
+    id: Uuid,
+) -> AppResult<direct_message::Model> {
+    let message = message_for_party(db, viewer, id).await?;
+    if message.deleted_at.is_some() {
+        return Ok(message);
+    }
+    if message.sender_id != viewer {
+        return Err(AppError::forbidden("only the sender may delete a message"));
+    }
+    let txn = db.begin().await?;
+    let positions = next_positions(&txn, message.sender_id, message.receiver_id).await?;
+    let mut message = match message_for_change(&txn, id).await {
+        Ok(message) => message,
+        Err(AppError::BadUserInput(_)) => {
+            // Deleted meanwhile: the same tombstone.
+            txn.rollback().await?;
+            return message_for_party(db, viewer, id).await;
+        }
+        Err(err) => return Err(err),
+    };
+    let deleted_at = now();
+    direct_message::Entity::update_many()
+        .col_expr(direct_message::Column::Content, Expr::value(""))
+        .col_expr(direct_message::Column::DeletedAt, Expr::value(deleted_at))
+        .filter(direct_message::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    reaction::Entity::delete_many()
+        .filter(reaction::Column::MessageId.eq(id))
+        .exec(&txn)
+        .await?;
+    let kind = DirectEventKind::MessageDeleted;
+    append(&txn, &message, kind, Some(id), viewer, positions).await?;
+    txn.commit().await?;
+    announce(broker, &message, positions);
+    message.content = String::new();
+    message.deleted_at = Some(deleted_at);
+    Ok(message)
 }
 
 /// The next positions of the sender's and the receiver's streams. Each
 /// UPDATE locks its user's row until the transaction ends; the rows are
 /// taken in id order. NOT_FOUND when the receiver does not exist.
-async fn next_positions(
+pub(super) async fn next_positions(
     txn: &DatabaseTransaction,
     sender: Uuid,
     receiver: Uuid,
@@ -213,27 +392,69 @@ pub async fn conversations(
     Ok(page.finish(select.all(db).await?))
 }
 
-/// Marks the thread read up to now; None when there is no thread.
+/// Marks the thread read through its newest message; None when there is
+/// no thread. When that moves the viewer's mark, both parties' streams get
+/// CONVERSATION_READ (the reader's other devices stay in step); otherwise
+/// nothing changes.
 pub async fn mark_read(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
     viewer: Uuid,
     peer: Uuid,
 ) -> AppResult<Option<conversation::Model>> {
     if peer != viewer && users::find(db, peer).await?.is_none() {
         return Err(AppError::not_found("user not found"));
     }
-    // Up to the newest position of the viewer's stream committed now.
-    let head = users::find(db, viewer).await?.map_or(0, |u| u.dm_seq);
+    let Some(found) = conversation::Entity::find_by_id((viewer, peer))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let txn = db.begin().await?;
+    // Both locks, as a send of this thread takes them: its newest message is settled.
+    let (viewer_seq, peer_seq) = next_positions(&txn, viewer, peer).await?;
+    let Some(mut conversation) = conversation::Entity::find_by_id((viewer, peer))
+        .one(&txn)
+        .await?
+    else {
+        txn.rollback().await?;
+        return Ok(Some(found));
+    };
+    let newest = direct_message::Entity::find_by_id(conversation.last_message_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::internal(std::io::Error::other("thread end not found")))?;
+    let newest_position = if newest.sender_id == viewer {
+        newest.sender_seq
+    } else {
+        newest.receiver_seq
+    };
+    if newest_position <= conversation.last_read_seq {
+        txn.rollback().await?;
+        return Ok(Some(conversation));
+    }
+    let now = now();
     conversation::Entity::update_many()
-        .col_expr(conversation::Column::LastReadAt, Expr::value(now()))
-        .col_expr(conversation::Column::LastReadSeq, Expr::value(head))
+        .col_expr(conversation::Column::LastReadAt, Expr::value(now))
+        .col_expr(conversation::Column::LastReadSeq, Expr::value(viewer_seq))
         .filter(conversation::Column::UserId.eq(viewer))
         .filter(conversation::Column::PeerId.eq(peer))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(conversation::Entity::find_by_id((viewer, peer))
-        .one(db)
-        .await?)
+    // The event's parties in the message's terms (sender's, receiver's positions).
+    let (thread, positions) = if newest.sender_id == viewer {
+        (&newest, (viewer_seq, peer_seq))
+    } else {
+        (&newest, (peer_seq, viewer_seq))
+    };
+    let kind = DirectEventKind::ConversationRead;
+    append(&txn, thread, kind, Some(newest.id), viewer, positions).await?;
+    txn.commit().await?;
+    announce(broker, thread, positions);
+    conversation.last_read_at = now;
+    conversation.last_read_seq = viewer_seq;
+    Ok(Some(conversation))
 }
 
 pub async fn find_many(
@@ -243,46 +464,42 @@ pub async fn find_many(
     super::find_by_ids::<direct_message::Entity>(db, direct_message::Column::Id, ids).await
 }
 
-/// The user's stream after position `after`, through `until` when given:
-/// the direct messages they sent or received there, in order, at most `limit`.
-pub async fn stream_after(
+/// One position of a user's direct stream, with its message if it names one.
+pub type StreamEntry = (direct_event::Model, Option<direct_message::Model>);
+
+/// The user's stream after position `after`, through `until` when given, in
+/// order, at most `limit` entries.
+pub async fn events_after(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     after: i64,
     until: Option<i64>,
     limit: u64,
-) -> AppResult<Vec<direct_message::Model>> {
-    let side = |user: direct_message::Column, seq: direct_message::Column| {
-        let mut cond = Condition::all()
-            .add(Expr::col(user).eq(user_id))
-            .add(Expr::col(seq).gt(after));
-        if let Some(until) = until {
-            cond = cond.add(Expr::col(seq).lte(until));
-        }
-        cond
-    };
-    let position: Expr = Expr::case(
-        Expr::col(direct_message::Column::SenderId).eq(user_id),
-        Expr::col(direct_message::Column::SenderSeq),
-    )
-    .finally(Expr::col(direct_message::Column::ReceiverSeq))
-    .into();
-    Ok(direct_message::Entity::find()
-        .filter(
-            Condition::any()
-                .add(side(
-                    direct_message::Column::SenderId,
-                    direct_message::Column::SenderSeq,
-                ))
-                .add(side(
-                    direct_message::Column::ReceiverId,
-                    direct_message::Column::ReceiverSeq,
-                )),
-        )
-        .order_by(position, Order::Asc)
+) -> AppResult<Vec<StreamEntry>> {
+    let mut select = direct_event::Entity::find()
+        .filter(direct_event::Column::UserId.eq(user_id))
+        .filter(direct_event::Column::Seq.gt(after));
+    if let Some(until) = until {
+        select = select.filter(direct_event::Column::Seq.lte(until));
+    }
+    let events = select
+        .order_by_asc(direct_event::Column::Seq)
         .limit(limit)
         .all(db)
-        .await?)
+        .await?;
+    let ids: Vec<Uuid> = events.iter().filter_map(|e| e.message_id).collect();
+    let messages: HashMap<Uuid, direct_message::Model> = find_many(db, &ids)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect();
+    Ok(events
+        .into_iter()
+        .map(|e| {
+            let message = e.message_id.and_then(|id| messages.get(&id).cloned());
+            (e, message)
+        })
+        .collect())
 }
 
 /// The newest position of the user's stream; None when there is no such user.
@@ -311,7 +528,8 @@ pub async fn unread_counts(
                 .and(d(direct_message::Column::ReceiverId).eq(c(conversation::Column::UserId)))
                 .and(
                     d(direct_message::Column::ReceiverSeq).gt(c(conversation::Column::LastReadSeq)),
-                ),
+                )
+                .and(d(direct_message::Column::DeletedAt).is_null()),
         },
         viewer,
         peers,

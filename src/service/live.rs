@@ -1,5 +1,5 @@
 //! Following streams live: the wake-ups a stream reader acts on, and the
-//! live feed of a user's direct messages. (Rooms: `room_stream`.)
+//! live feed of a user's direct threads. (Rooms: `room_stream`.)
 //!
 //! A stream's positions are committed in order and announced after their
 //! commits, so a wake-up saying "through position N" means every position up
@@ -9,7 +9,8 @@
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use entity::direct_message;
+use chrono::{DateTime, Utc};
+use entity::{direct_event::DirectEventKind, direct_message};
 use futures_util::{FutureExt, Stream};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
@@ -17,8 +18,8 @@ use uuid::Uuid;
 use crate::{
     error::{AppError, AppResult},
     metrics::Metrics,
-    realtime::{Broker, Event, Topic, TopicReceiver},
-    service::direct,
+    realtime::{Broker, Event, Topic, TopicReceiver, TypingBoard, TypingPlace},
+    service::{direct, now},
 };
 
 /// Positions read per query.
@@ -85,40 +86,63 @@ pub async fn next_wake(
     Some(wake)
 }
 
-/// New direct messages sent to or by one user, in their stream's order.
+/// What a user's direct feed hands out.
+#[derive(Clone, Debug)]
+pub enum DirectFeedItem {
+    /// A position of the user's stream, with its message as it is now.
+    Stored(Arc<direct::StreamEntry>),
+    /// The peer started or stopped typing to the user (not stored).
+    Typing {
+        peer: Uuid,
+        typing: bool,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Everything that happens in one user's direct threads, in their stream's
+/// order, and their peers' typing.
 pub struct DirectFeed {
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
     events: TopicReceiver,
+    board: TypingBoard,
     viewer: Uuid,
     /// The last position of the viewer's stream this feed has seen.
     position: i64,
     /// Read, not yet handed out: at most one batch.
-    pending: VecDeque<direct_message::Model>,
+    pending: VecDeque<DirectFeedItem>,
     /// Where the feed must read through before waiting again.
     until: Option<Wake>,
+    /// The peers last reported typing, in id order.
+    typing: Vec<Uuid>,
 }
 
-/// New direct messages sent to or by `viewer`: what commits from now on.
-pub async fn direct_messages(
+/// The viewer's direct events after `after` (a position of their stream;
+/// None: from now on), then live.
+pub async fn direct_feed(
     db: DatabaseConnection,
     broker: &dyn Broker,
     metrics: Arc<Metrics>,
     viewer: Uuid,
+    after: Option<i64>,
 ) -> AppResult<DirectFeed> {
     // Wake-ups first, then the head: whatever commits after the head is read is announced.
     let events = broker.subscribe(Topic::User(viewer));
-    let position = direct::head(&db, viewer)
+    let head = direct::head(&db, viewer)
         .await?
         .ok_or_else(|| AppError::not_found("user not found"))?;
+    let position = after.unwrap_or(head);
     Ok(DirectFeed {
         db,
         metrics,
         events,
+        board: broker.hub().typing().clone(),
         viewer,
         position,
         pending: VecDeque::new(),
-        until: None,
+        // Resuming: the stored positions after the cursor come first.
+        until: (position < head).then_some(Wake::Through(head)),
+        typing: Vec::new(),
     })
 }
 
@@ -126,28 +150,73 @@ pub async fn direct_messages(
 fn classify(viewer: Uuid, event: &Event) -> Wake {
     match *event {
         Event::UserStream { user_id, seq } if user_id == viewer => Wake::Through(seq),
+        // The board has it already: the typing check after every wake-up reads it.
         Event::UserStream { .. }
         | Event::RoomStream { .. }
         | Event::RoomDeleted { .. }
+        | Event::Typing { .. }
         | Event::SessionEnded { .. } => Wake::Nothing,
         Event::Resync => Wake::Resync,
     }
 }
 
 impl DirectFeed {
-    /// The next message; None when the feed ends (broker gone, database failing).
-    pub async fn next(&mut self) -> Option<direct_message::Model> {
+    fn place(&self) -> TypingPlace {
+        TypingPlace::Direct { to: self.viewer }
+    }
+
+    /// The next wake-up, or `Wake::Nothing` when a typing entry expires first.
+    async fn wake(&mut self) -> Option<Wake> {
+        let viewer = self.viewer;
+        let expiry = self.board.next_expiry(self.place());
+        let wake = next_wake(&mut self.events, DIRECT_CHECK, |e| classify(viewer, e));
+        match expiry {
+            Some(at) => tokio::select! {
+                wake = wake => wake,
+                () = tokio::time::sleep_until(at) => Some(Wake::Nothing),
+            },
+            None => wake.await,
+        }
+    }
+
+    /// Queues a typing item for each peer whose state changed.
+    fn check_typing(&mut self) {
+        let now_typing = self.board.typing(self.place());
+        if now_typing == self.typing {
+            return;
+        }
+        let at = now();
+        for peer in now_typing.iter().filter(|p| !self.typing.contains(p)) {
+            self.pending.push_back(DirectFeedItem::Typing {
+                peer: *peer,
+                typing: true,
+                at,
+            });
+        }
+        for peer in self.typing.iter().filter(|p| !now_typing.contains(p)) {
+            self.pending.push_back(DirectFeedItem::Typing {
+                peer: *peer,
+                typing: false,
+                at,
+            });
+        }
+        self.typing = now_typing;
+    }
+
+    /// The next item; None when the feed ends (broker gone, database failing).
+    pub async fn next(&mut self) -> Option<DirectFeedItem> {
         loop {
-            if let Some(message) = self.pending.pop_front() {
-                return Some(message);
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
             }
             // A full batch's continuation is the same wake-up, not a new resync.
             let continuing = self.until.is_some();
             let wake = match self.until.take() {
                 Some(wake) => wake,
                 None => {
-                    let viewer = self.viewer;
-                    next_wake(&mut self.events, DIRECT_CHECK, |e| classify(viewer, e)).await?
+                    let wake = self.wake().await?;
+                    self.check_typing();
+                    wake
                 }
             };
             let until = match wake {
@@ -166,7 +235,7 @@ impl DirectFeed {
             };
             // Boxed: the read's future would otherwise set the size of every
             // idle subscription's state.
-            let read = Box::pin(direct::stream_after(
+            let read = Box::pin(direct::events_after(
                 &self.db,
                 self.viewer,
                 self.position,
@@ -177,8 +246,9 @@ impl DirectFeed {
                 Ok(rows) => {
                     let full = rows.len() as u64 >= READ_BATCH;
                     for row in rows {
-                        self.position = self.position.max(position_of(&row, self.viewer));
-                        self.pending.push_back(row);
+                        self.position = self.position.max(row.0.seq);
+                        self.pending
+                            .push_back(DirectFeedItem::Stored(Arc::new(row)));
                     }
                     // A full batch: the rest comes on the next call, before any wait.
                     if full {
@@ -186,25 +256,29 @@ impl DirectFeed {
                     }
                 }
                 Err(err) => {
-                    tracing::error!(error = %err.report(), "direct-message feed read failed; ending the subscription");
+                    tracing::error!(error = %err.report(), "direct feed read failed; ending the subscription");
                     return None;
                 }
             }
         }
     }
 
-    pub fn into_stream(self) -> impl Stream<Item = direct_message::Model> + Send + 'static {
+    pub fn into_stream(self) -> impl Stream<Item = DirectFeedItem> + Send + 'static {
         futures_util::stream::unfold(self, |mut feed| async move {
-            feed.next().await.map(|row| (row, feed))
+            feed.next().await.map(|item| (item, feed))
         })
     }
-}
 
-/// The message's position in `user`'s stream.
-fn position_of(message: &direct_message::Model, user: Uuid) -> i64 {
-    if message.sender_id == user {
-        message.sender_seq
-    } else {
-        message.receiver_seq
+    /// Only the new messages (`directMessageAdded`).
+    pub fn into_messages(self) -> impl Stream<Item = direct_message::Model> + Send + 'static {
+        use futures_util::StreamExt;
+        self.into_stream().filter_map(|item| async move {
+            match item {
+                DirectFeedItem::Stored(entry) if entry.0.kind == DirectEventKind::MessageAdded => {
+                    entry.1.clone()
+                }
+                DirectFeedItem::Stored(_) | DirectFeedItem::Typing { .. } => None,
+            }
+        })
     }
 }

@@ -6,10 +6,12 @@ pub mod geo;
 pub mod live;
 pub mod page;
 pub mod posts;
+pub mod reactions;
 pub mod room_stream;
 pub mod rooms;
 pub mod sessions;
 pub mod text;
+pub mod typing;
 pub mod users;
 pub mod visibility;
 

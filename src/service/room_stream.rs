@@ -12,6 +12,15 @@
 //!
 //! Buffers are bounded: a subscriber that lags behind the broadcast buffer
 //! reads what it missed from the database, from its own position, once.
+//! A subscriber that resumes from a cursor reads the stored positions after
+//! it the same way, then goes on with the broadcast: no gap, no repeat.
+//!
+//! Each position is read with everything a subscriber may show of it (the
+//! message as it is then, its sender, reactions and the message it answers,
+//! the actor, the receipt), so edits, reactions and receipts on a busy room
+//! cost one read per instance, not one per subscriber. Who is typing (never
+//! stored) comes from the instance's `TypingBoard`; the reader broadcasts
+//! the room's set whenever it changes, expiries included.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -19,7 +28,8 @@ use std::{
     time::Duration,
 };
 
-use entity::{message, room_event::RoomEventKind, user};
+use chrono::{DateTime, Utc};
+use entity::{message, room, room_event::RoomEventKind, room_member, user};
 use futures_util::Stream;
 use sea_orm::DatabaseConnection;
 use tokio::{sync::broadcast, task::AbortHandle};
@@ -28,9 +38,11 @@ use uuid::Uuid;
 use crate::{
     error::{AppError, AppResult},
     metrics::Metrics,
-    realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver},
+    realtime::{Broker, Event, RoomFeedGuard, Topic, TopicReceiver, TypingBoard, TypingPlace},
     service::{
         live::{ROOM_CHECK, Wake, next_wake},
+        now,
+        reactions::{self, ReactionGroup},
         rooms, users,
     },
 };
@@ -48,22 +60,68 @@ pub struct LiveMessage {
     pub message: Arc<message::Model>,
     /// None only if the sender's account is gone.
     pub sender: Option<Arc<user::Model>>,
+    /// Its reactions and the message it answers, when read with it (a
+    /// stream position); None: the resolvers load them.
+    pub extras: Option<Arc<MessageExtras>>,
 }
 
-/// One position of a room's stream.
+#[derive(Debug, Default)]
+pub struct MessageExtras {
+    pub reactions: Vec<ReactionGroup>,
+    /// The message it answers (None: none, or gone).
+    pub reply_to: Option<Arc<message::Model>>,
+}
+
+/// A read receipt as it was when its position was read.
+#[derive(Clone, Debug)]
+pub struct LiveReceipt {
+    pub member: Arc<room_member::Model>,
+    /// The newest message it covers (None: none, or gone).
+    pub message: Option<Arc<message::Model>>,
+}
+
+/// One position of a room's stream, with what a subscriber may show of it.
 #[derive(Debug)]
 pub struct StreamItem {
+    pub room_id: Uuid,
     pub seq: i64,
     pub kind: RoomEventKind,
     pub user_id: Option<Uuid>,
-    /// The message at this position (kind `Message`).
+    pub at: DateTime<Utc>,
+    /// Who did it (None only if their account is gone).
+    pub actor: Option<Arc<user::Model>>,
+    /// The room as it was when this position was read.
+    pub room: Option<Arc<room::Model>>,
+    /// The message this position concerns, as it is now.
     pub message: Option<LiveMessage>,
+    /// READ_RECEIPT_MOVED: the receipt as it is now.
+    pub receipt: Option<LiveReceipt>,
 }
 
-/// What the reader broadcasts: consecutive positions, or the end of the stream.
+/// Who is typing in a room after a change (not stored, no position).
+#[derive(Debug)]
+pub struct TypingChange {
+    pub room_id: Uuid,
+    /// Whose start, stop or expiry it was.
+    pub actor: Arc<user::Model>,
+    /// Everyone typing now, in id order.
+    pub typing: Vec<Arc<user::Model>>,
+    pub at: DateTime<Utc>,
+}
+
+/// What a room feed hands out.
+#[derive(Clone, Debug)]
+pub enum RoomFeedItem {
+    Stored(Arc<StreamItem>),
+    Typing(Arc<TypingChange>),
+}
+
+/// What the reader broadcasts: consecutive positions, a typing change, or
+/// the end of the stream.
 #[derive(Debug)]
 enum Batch {
-    Items(Vec<StreamItem>),
+    Items(Vec<Arc<StreamItem>>),
+    Typing(Arc<TypingChange>),
     /// The room is gone.
     Ended,
 }
@@ -167,6 +225,8 @@ impl LiveRooms {
             room_id,
             stream: stream.clone(),
             rooms: self.clone(),
+            board: broker.hub().typing().clone(),
+            typing: Vec::new(),
         };
         let task = tokio::spawn(reader.run(events));
         *lock(&stream.reader) = Some(task.abort_handle());
@@ -203,6 +263,9 @@ struct Reader {
     room_id: Uuid,
     stream: Arc<RoomStream>,
     rooms: LiveRooms,
+    board: TypingBoard,
+    /// The typing set last broadcast.
+    typing: Vec<Uuid>,
 }
 
 impl Reader {
@@ -211,16 +274,31 @@ impl Reader {
         match *event {
             Event::RoomStream { room_id, seq } if room_id == self.room_id => Wake::Through(seq),
             Event::RoomDeleted { room_id } if room_id == self.room_id => Wake::Ended,
+            // The board has it already: the typing check after every wake-up reads it.
             Event::RoomStream { .. }
             | Event::RoomDeleted { .. }
             | Event::UserStream { .. }
+            | Event::Typing { .. }
             | Event::SessionEnded { .. } => Wake::Nothing,
             Event::Resync => Wake::Resync,
         }
     }
 
-    async fn run(self, mut events: TopicReceiver) {
-        while let Some(wake) = next_wake(&mut events, ROOM_CHECK, |e| self.classify(e)).await {
+    /// The next wake-up, or `Wake::Nothing` when a typing entry expires first.
+    async fn next(&self, events: &mut TopicReceiver) -> Option<Wake> {
+        let expiry = self.board.next_expiry(TypingPlace::Room(self.room_id));
+        let wake = next_wake(events, ROOM_CHECK, |e| self.classify(e));
+        match expiry {
+            Some(at) => tokio::select! {
+                wake = wake => wake,
+                () = tokio::time::sleep_until(at) => Some(Wake::Nothing),
+            },
+            None => wake.await,
+        }
+    }
+
+    async fn run(mut self, mut events: TopicReceiver) {
+        while let Some(wake) = self.next(&mut events).await {
             match wake {
                 Wake::Nothing => {}
                 Wake::Through(seq) if seq <= self.stream.position() => {}
@@ -236,8 +314,51 @@ impl Reader {
                     break;
                 }
             }
+            self.check_typing().await;
         }
         self.rooms.forget(self.room_id, &self.stream);
+    }
+
+    /// Broadcasts the room's typing set if it changed since the last one.
+    async fn check_typing(&mut self) {
+        let now_typing = self.board.typing(TypingPlace::Room(self.room_id));
+        if now_typing == self.typing {
+            return;
+        }
+        let actor = now_typing
+            .iter()
+            .find(|u| !self.typing.contains(u))
+            .or_else(|| self.typing.iter().find(|u| !now_typing.contains(u)))
+            .copied();
+        let mut ids = now_typing.clone();
+        ids.extend(actor);
+        let found = match users::find_many(&self.db, &ids).await {
+            Ok(found) => found,
+            Err(err) => {
+                // Best effort: the next change or expiry tries again.
+                tracing::warn!(room_id = %self.room_id, error = %err.report(), "reading typing users failed");
+                return;
+            }
+        };
+        let by_id: HashMap<Uuid, Arc<user::Model>> =
+            found.into_iter().map(|u| (u.id, Arc::new(u))).collect();
+        self.typing = now_typing;
+        let Some(actor) = actor.and_then(|a| by_id.get(&a).cloned()) else {
+            return;
+        };
+        let change = TypingChange {
+            room_id: self.room_id,
+            actor,
+            typing: self
+                .typing
+                .iter()
+                .filter_map(|u| by_id.get(u).cloned())
+                .collect(),
+            at: now(),
+        };
+        let position = self.stream.position();
+        self.stream
+            .publish(position, Batch::Typing(Arc::new(change)));
     }
 
     /// Reads and broadcasts every position after the last one sent, through
@@ -250,7 +371,7 @@ impl Reader {
             if until.is_some_and(|until| after >= until) {
                 return;
             }
-            match read_items(&self.db, self.room_id, after, until).await {
+            match read_items(&self.db, self.room_id, after, until, READ_BATCH).await {
                 Ok(items) if items.is_empty() => return,
                 Ok(items) => {
                     let full = items.len() as u64 >= READ_BATCH;
@@ -271,45 +392,123 @@ impl Reader {
     }
 }
 
-/// Positions after `after` (through `until`), with their messages and senders.
+/// Positions after `after` (through `until`), at most `limit`, each with
+/// what a subscriber may show of it: a fixed number of queries per call.
 async fn read_items(
     db: &DatabaseConnection,
     room_id: Uuid,
     after: i64,
     until: Option<i64>,
-) -> AppResult<Vec<StreamItem>> {
-    let entries = rooms::events_after(db, room_id, after, until, READ_BATCH).await?;
-    let senders: Vec<Uuid> = entries
+    limit: u64,
+) -> AppResult<Vec<Arc<StreamItem>>> {
+    let entries = rooms::events_after(db, room_id, after, until, limit).await?;
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let room = rooms::find(db, room_id).await?.map(Arc::new);
+    let message_ids: Vec<Uuid> = entries
         .iter()
-        .filter_map(|(_, m)| m.as_ref().map(|m| m.sender_id))
-        .collect::<HashSet<_>>()
-        .into_iter()
+        .filter_map(|(_, m)| m.as_ref().map(|m| m.id))
         .collect();
-    let senders: HashMap<Uuid, Arc<user::Model>> = if senders.is_empty() {
-        HashMap::new()
-    } else {
-        users::find_many(db, &senders)
+    let mut reactions = reactions::of_messages(db, &message_ids).await?;
+    let receipts: HashMap<Uuid, room_member::Model> = {
+        let readers: Vec<Uuid> = entries
+            .iter()
+            .filter(|(e, _)| e.kind == RoomEventKind::ReceiptMoved)
+            .filter_map(|(e, _)| e.user_id)
+            .collect();
+        rooms::members_among(db, room_id, &readers)
             .await?
             .into_iter()
-            .map(|u| (u.id, Arc::new(u)))
+            .map(|m| (m.user_id, m))
             .collect()
     };
+    // Messages named by replies and receipts, and everyone who acted or sent.
+    let others = distinct(
+        entries
+            .iter()
+            .filter_map(|(_, m)| m.as_ref().and_then(|m| m.reply_to_id))
+            .chain(receipts.values().filter_map(|m| m.receipt_message_id)),
+    );
+    let others: HashMap<Uuid, Arc<message::Model>> = rooms::find_messages(db, &others)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, Arc::new(m)))
+        .collect();
+    let people = distinct(
+        entries
+            .iter()
+            .flat_map(|(e, m)| e.user_id.into_iter().chain(m.as_ref().map(|m| m.sender_id))),
+    );
+    let people: HashMap<Uuid, Arc<user::Model>> = users::find_many(db, &people)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, Arc::new(u)))
+        .collect();
     Ok(entries
         .into_iter()
-        .map(|(event, message)| StreamItem {
-            seq: event.seq,
-            kind: event.kind,
-            user_id: event.user_id,
-            message: message.map(|m| LiveMessage {
-                sender: senders.get(&m.sender_id).cloned(),
+        .map(|(event, message)| {
+            let message = message.map(|m| LiveMessage {
+                sender: people.get(&m.sender_id).cloned(),
+                extras: Some(Arc::new(MessageExtras {
+                    reactions: reactions.remove(&m.id).unwrap_or_default(),
+                    reply_to: m.reply_to_id.and_then(|id| others.get(&id).cloned()),
+                })),
                 message: Arc::new(m),
-            }),
+            });
+            let receipt =
+                match event.kind {
+                    RoomEventKind::ReceiptMoved => event
+                        .user_id
+                        .and_then(|u| receipts.get(&u))
+                        .map(|member| LiveReceipt {
+                            message: member
+                                .receipt_message_id
+                                .and_then(|id| others.get(&id).cloned()),
+                            member: Arc::new(member.clone()),
+                        }),
+                    RoomEventKind::Message
+                    | RoomEventKind::MessageEdited
+                    | RoomEventKind::MessageDeleted
+                    | RoomEventKind::ReactionsChanged
+                    | RoomEventKind::MemberJoined
+                    | RoomEventKind::MemberLeft
+                    | RoomEventKind::RoomUpdated => None,
+                };
+            Arc::new(StreamItem {
+                room_id,
+                seq: event.seq,
+                kind: event.kind,
+                user_id: event.user_id,
+                at: event.created_at,
+                actor: event.user_id.and_then(|u| people.get(&u).cloned()),
+                room: room.clone(),
+                message,
+                receipt,
+            })
         })
         .collect())
 }
 
-/// New messages in a room, for one member: FORBIDDEN for others, NOT_FOUND
-/// for no room. Ends at the member's leave or the room's deletion.
+/// Each id once.
+fn distinct(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    ids.collect::<HashSet<_>>().into_iter().collect()
+}
+
+/// The room's stored events after position `after`, oldest first, at most
+/// `limit` (Room.events). The caller checked membership.
+pub async fn stored_events(
+    db: &DatabaseConnection,
+    room_id: Uuid,
+    after: i64,
+    limit: u64,
+) -> AppResult<Vec<Arc<StreamItem>>> {
+    read_items(db, room_id, after, None, limit).await
+}
+
+/// A room's events, for one member: FORBIDDEN for others, NOT_FOUND for no
+/// room. Ends after the member's own leave (handed out last) or at the
+/// room's deletion.
 pub struct RoomFeed {
     db: DatabaseConnection,
     rooms: LiveRooms,
@@ -320,20 +519,29 @@ pub struct RoomFeed {
     rx: Option<broadcast::Receiver<Arc<Batch>>>,
     /// The last position this feed has seen.
     position: i64,
-    /// Messages taken from a batch, not yet handed out (at most one batch).
-    pending: VecDeque<LiveMessage>,
-    /// After lagging: the position to read up to from the database.
+    /// Where the room's reader was when this feed subscribed: a leave of the
+    /// viewer's at or before it is history (they are a member again since).
+    live_from: i64,
+    /// Taken from a batch, not yet handed out (at most one batch).
+    pending: VecDeque<RoomFeedItem>,
+    /// The feed ends once `pending` is handed out.
+    ending: bool,
+    /// Behind (lagging, or resuming from a cursor): the position to read up
+    /// to from the database.
     behind_until: i64,
     /// Counts this feed as live until it ends (`rooms::leave` and `rooms::delete` wait for that).
     _live: RoomFeedGuard,
 }
 
-pub async fn room_messages(
+/// The room's events after `after` (a position of its stream; None: from
+/// now on), then live.
+pub async fn room_feed(
     db: &DatabaseConnection,
     broker: &dyn Broker,
     live: &LiveRooms,
     viewer: Uuid,
     room_id: Uuid,
+    after: Option<i64>,
 ) -> AppResult<RoomFeed> {
     let (stream, rx, position) = live.attach(db, broker, room_id).await?;
     let feed = RoomFeed {
@@ -343,8 +551,10 @@ pub async fn room_messages(
         viewer,
         stream,
         rx: Some(rx),
-        position,
+        position: after.unwrap_or(position),
+        live_from: position,
         pending: VecDeque::new(),
+        ending: false,
         behind_until: position,
         _live: broker.hub().room_feeds().register(room_id, viewer),
     };
@@ -354,11 +564,14 @@ pub async fn room_messages(
 }
 
 impl RoomFeed {
-    /// The next message; None when the feed ends.
-    pub async fn next(&mut self) -> Option<LiveMessage> {
+    /// The next item; None when the feed ends.
+    pub async fn next(&mut self) -> Option<RoomFeedItem> {
         loop {
-            if let Some(message) = self.pending.pop_front() {
-                return Some(message);
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.ending {
+                return None;
             }
             let ended = if self.behind_until > self.position {
                 // Boxed: this rare read's future would otherwise set the size
@@ -368,6 +581,10 @@ impl RoomFeed {
                 match self.rx.as_mut()?.recv().await {
                     Ok(batch) => match batch.as_ref() {
                         Batch::Items(items) => self.take(items),
+                        Batch::Typing(change) => {
+                            self.pending.push_back(RoomFeedItem::Typing(change.clone()));
+                            false
+                        }
                         Batch::Ended => true,
                     },
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
@@ -381,25 +598,34 @@ impl RoomFeed {
                 }
             };
             if ended {
-                self.pending.clear();
-                return None;
+                self.ending = true;
             }
         }
     }
 
-    /// Takes the positions after this feed's own; true when the feed ends there.
-    fn take(&mut self, items: &[StreamItem]) -> bool {
+    /// Takes the positions after this feed's own; true when the feed ends
+    /// there (the viewer's own leave, which is still handed out).
+    fn take(&mut self, items: &[Arc<StreamItem>]) -> bool {
         for item in items {
             if item.seq <= self.position {
                 continue;
             }
             self.position = item.seq;
+            self.pending.push_back(RoomFeedItem::Stored(item.clone()));
             match item.kind {
-                RoomEventKind::Message => self.pending.extend(item.message.clone()),
-                RoomEventKind::MemberLeft if item.user_id == Some(self.viewer) => return true,
                 RoomEventKind::MemberLeft
+                    if item.user_id == Some(self.viewer) && item.seq > self.live_from =>
+                {
+                    return true;
+                }
+                RoomEventKind::Message
+                | RoomEventKind::MessageEdited
+                | RoomEventKind::MessageDeleted
+                | RoomEventKind::ReactionsChanged
                 | RoomEventKind::MemberJoined
-                | RoomEventKind::RoomUpdated => {}
+                | RoomEventKind::MemberLeft
+                | RoomEventKind::RoomUpdated
+                | RoomEventKind::ReceiptMoved => {}
             }
         }
         false
@@ -408,7 +634,7 @@ impl RoomFeed {
     /// One read of what this feed missed while behind. True when the feed ends.
     async fn catch_up(&mut self) -> bool {
         let until = Some(self.behind_until);
-        match read_items(&self.db, self.room_id, self.position, until).await {
+        match read_items(&self.db, self.room_id, self.position, until, READ_BATCH).await {
             Ok(items) if items.is_empty() => {
                 self.behind_until = self.position;
                 false
@@ -421,9 +647,22 @@ impl RoomFeed {
         }
     }
 
-    pub fn into_stream(self) -> impl Stream<Item = LiveMessage> + Send + 'static {
+    pub fn into_stream(self) -> impl Stream<Item = RoomFeedItem> + Send + 'static {
         futures_util::stream::unfold(self, |mut feed| async move {
-            feed.next().await.map(|message| (message, feed))
+            feed.next().await.map(|item| (item, feed))
+        })
+    }
+
+    /// Only the new messages (`messageAdded`).
+    pub fn into_messages(self) -> impl Stream<Item = LiveMessage> + Send + 'static {
+        use futures_util::StreamExt;
+        self.into_stream().filter_map(|item| async move {
+            match item {
+                RoomFeedItem::Stored(item) if item.kind == RoomEventKind::Message => {
+                    item.message.clone()
+                }
+                RoomFeedItem::Stored(_) | RoomFeedItem::Typing(_) => None,
+            }
         })
     }
 }

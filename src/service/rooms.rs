@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{
-    message, room,
+    message, reaction, room,
     room_event::{self, RoomEventKind},
     room_member,
 };
@@ -132,7 +132,7 @@ async fn next_seq(txn: &DatabaseTransaction, room_id: Uuid) -> AppResult<i64> {
 /// `next_seq` for a sender, who must be a member: the membership test rides
 /// in the same statement (one round trip fewer on the hot path of a send),
 /// and the row lock it takes holds off a concurrent leave until the commit.
-async fn next_seq_as_member(
+pub(super) async fn next_seq_as_member(
     txn: &DatabaseTransaction,
     room_id: Uuid,
     user_id: Uuid,
@@ -165,7 +165,7 @@ async fn next_seq_as_member(
 
 /// Appends what happened at `seq` to the room's stream (the caller announces
 /// it with `announce` once committed).
-async fn append(
+pub(super) async fn append(
     txn: &DatabaseTransaction,
     room_id: Uuid,
     seq: i64,
@@ -187,7 +187,7 @@ async fn append(
 }
 
 /// Wakes the room's readers, on every instance: committed through `seq`.
-fn announce(broker: &dyn Broker, room_id: Uuid, seq: i64) {
+pub(super) fn announce(broker: &dyn Broker, room_id: Uuid, seq: i64) {
     broker.publish(Topic::Room(room_id), Event::RoomStream { room_id, seq });
 }
 
@@ -221,6 +221,8 @@ pub async fn create(
         joined_at: Set(now),
         last_read_at: Set(now),
         last_read_seq: Set(1),
+        receipt_at: Set(None),
+        receipt_message_id: Set(None),
     }
     .insert(&txn)
     .await?;
@@ -286,6 +288,20 @@ pub async fn delete(
     if room.created_by != viewer {
         return Err(AppError::forbidden("only the room's creator may delete it"));
     }
+    // Reactions name their message without a foreign key (either kind of
+    // message): they go here, the room's messages by ON DELETE CASCADE.
+    reaction::Entity::delete_many()
+        .filter(
+            reaction::Column::MessageId.in_subquery(
+                Query::select()
+                    .column(message::Column::Id)
+                    .from(message::Entity)
+                    .and_where(Expr::col(message::Column::RoomId).eq(room_id))
+                    .to_owned(),
+            ),
+        )
+        .exec(&txn)
+        .await?;
     room::Entity::delete_by_id(room_id).exec(&txn).await?;
     txn.commit().await?;
     broker.publish(Topic::Room(room_id), Event::RoomDeleted { room_id });
@@ -326,6 +342,8 @@ pub async fn join(
         joined_at: Set(now),
         last_read_at: Set(now),
         last_read_seq: Set(seq),
+        receipt_at: Set(None),
+        receipt_message_id: Set(None),
     })
     .on_conflict_do_nothing_on([room_member::Column::RoomId, room_member::Column::UserId])
     .exec_without_returning(&txn)
@@ -379,21 +397,233 @@ pub async fn leave(
     })
 }
 
+/// Moves the viewer's read receipt to `up_to` (a message of the room that
+/// is not deleted; None: the newest message now) when that is later than
+/// where it is, or when they never marked: a position of the room's stream.
+/// A receipt never moves back; what would is a no-op. Members only.
 pub async fn mark_read(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
     viewer: Uuid,
     room_id: Uuid,
+    up_to: Option<Uuid>,
 ) -> AppResult<room::Model> {
     let room = require_member(db, room_id, viewer).await?;
-    // Up to the newest position committed now; a later send is unread.
+    let txn = db.begin().await?;
+    let seq = next_seq_as_member(&txn, room_id, viewer).await?;
+    let target = match up_to {
+        Some(id) => {
+            let message = live_message_of_room(&txn, room_id, id, "upTo").await?;
+            Some((message.seq, message.id))
+        }
+        None => {
+            message::Entity::find()
+                .select_only()
+                .column(message::Column::Seq)
+                .column(message::Column::Id)
+                .filter(message::Column::RoomId.eq(room_id))
+                .order_by_desc(message::Column::Seq)
+                .into_tuple::<(i64, Uuid)>()
+                .one(&txn)
+                .await?
+        }
+    };
+    let member = membership(&txn, room_id, viewer)
+        .await?
+        .ok_or_else(|| AppError::forbidden("only members of this room may do that"))?;
+    let target_seq = target.map_or(0, |(s, _)| s);
+    let moves = member.receipt_at.is_none() || target_seq > member.last_read_seq;
+    if !moves {
+        txn.rollback().await?;
+        return Ok(room);
+    }
+    let now = now();
     room_member::Entity::update_many()
-        .col_expr(room_member::Column::LastReadAt, Expr::value(now()))
-        .col_expr(room_member::Column::LastReadSeq, Expr::value(room.last_seq))
+        .col_expr(room_member::Column::LastReadAt, Expr::value(now))
+        .col_expr(
+            room_member::Column::LastReadSeq,
+            Expr::value(std::cmp::max(target_seq, member.last_read_seq)),
+        )
+        .col_expr(room_member::Column::ReceiptAt, Expr::value(now))
+        .col_expr(
+            room_member::Column::ReceiptMessageId,
+            Expr::value(target.map(|(_, id)| id)),
+        )
         .filter(room_member::Column::RoomId.eq(room_id))
         .filter(room_member::Column::UserId.eq(viewer))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(room)
+    append(
+        &txn,
+        room_id,
+        seq,
+        RoomEventKind::ReceiptMoved,
+        None,
+        Some(viewer),
+    )
+    .await?;
+    txn.commit().await?;
+    announce(broker, room_id, seq);
+    Ok(room::Model {
+        last_seq: seq,
+        ..room
+    })
+}
+
+/// Members' receipts, the most recently moved first.
+pub async fn read_receipts(
+    db: &impl ConnectionTrait,
+    room_id: Uuid,
+    page: &Page<DateTime<Utc>>,
+) -> AppResult<Slice<room_member::Model>> {
+    let select = page.apply(
+        room_member::Entity::find()
+            .filter(room_member::Column::RoomId.eq(room_id))
+            .filter(room_member::Column::ReceiptAt.is_not_null()),
+        Expr::col((room_member::Entity, room_member::Column::ReceiptAt)),
+        Expr::col((room_member::Entity, room_member::Column::UserId)),
+        SortOrder::Desc,
+    );
+    Ok(page.finish(select.all(db).await?))
+}
+
+/// `id` as a message of `room_id` that is not deleted, read in the
+/// transaction that holds the room's lock: anything else is BAD_USER_INPUT
+/// (`field` names the argument).
+async fn live_message_of_room(
+    txn: &DatabaseTransaction,
+    room_id: Uuid,
+    id: Uuid,
+    field: &str,
+) -> AppResult<message::Model> {
+    message::Entity::find_by_id(id)
+        .one(txn)
+        .await?
+        .filter(|m| m.room_id == room_id && m.deleted_at.is_none())
+        .ok_or_else(|| {
+            AppError::bad_input(format!(
+                "`{field}` must be a message of this room that is not deleted"
+            ))
+        })
+}
+
+/// A room message for a viewer who may read it: NOT_FOUND for no message
+/// and for one the viewer cannot read (SEMANTICS: they learn nothing).
+pub async fn readable_message(
+    db: &impl ConnectionTrait,
+    viewer: Uuid,
+    id: Uuid,
+) -> AppResult<message::Model> {
+    let not_found = || AppError::not_found("message not found");
+    let message = message::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(not_found)?;
+    if check_reader(membership(db, message.room_id, viewer).await?.as_ref()).is_err() {
+        return Err(not_found());
+    }
+    Ok(message)
+}
+
+/// Re-reads a message under its room's lock, for a change that needs it not deleted.
+pub(super) async fn message_for_change(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+) -> AppResult<message::Model> {
+    let message = message::Entity::find_by_id(id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("message not found"))?;
+    if message.deleted_at.is_some() {
+        return Err(AppError::bad_input("the message is deleted"));
+    }
+    Ok(message)
+}
+
+/// The sender only; same content rules as a send; not a deleted message.
+pub async fn edit(
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
+    viewer: Uuid,
+    id: Uuid,
+    content: String,
+) -> AppResult<message::Model> {
+    let message = readable_message(db, viewer, id).await?;
+    if message.sender_id != viewer {
+        return Err(AppError::forbidden("only the sender may edit a message"));
+    }
+    if message.deleted_at.is_some() {
+        return Err(AppError::bad_input("a deleted message cannot be edited"));
+    }
+    validate_content(&content)?;
+    let txn = db.begin().await?;
+    let seq = next_seq_as_member(&txn, message.room_id, viewer).await?;
+    let mut message = message_for_change(&txn, id).await?;
+    let edited_at = now();
+    message::Entity::update_many()
+        .col_expr(message::Column::Content, Expr::value(content.clone()))
+        .col_expr(message::Column::EditedAt, Expr::value(edited_at))
+        .filter(message::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    let kind = RoomEventKind::MessageEdited;
+    append(&txn, message.room_id, seq, kind, Some(id), Some(viewer)).await?;
+    txn.commit().await?;
+    announce(broker, message.room_id, seq);
+    message.content = content;
+    message.edited_at = Some(edited_at);
+    Ok(message)
+}
+
+/// The sender, or the room's creator. Leaves a tombstone (empty content,
+/// no reactions); deleting again returns it and changes nothing.
+pub async fn delete_message(
+    db: &DatabaseConnection,
+    broker: &dyn Broker,
+    viewer: Uuid,
+    id: Uuid,
+) -> AppResult<message::Model> {
+    let message = readable_message(db, viewer, id).await?;
+    if message.deleted_at.is_some() {
+        return Ok(message);
+    }
+    if message.sender_id != viewer {
+        let room = require_room(db, message.room_id).await?;
+        if room.created_by != viewer {
+            return Err(AppError::forbidden(
+                "only the sender or the room's creator may delete a message",
+            ));
+        }
+    }
+    let txn = db.begin().await?;
+    let seq = next_seq_as_member(&txn, message.room_id, viewer).await?;
+    let mut message = match message_for_change(&txn, id).await {
+        Ok(message) => message,
+        Err(AppError::BadUserInput(_)) => {
+            // Deleted meanwhile: the same tombstone.
+            txn.rollback().await?;
+            return readable_message(db, viewer, id).await;
+        }
+        Err(err) => return Err(err),
+    };
+    let deleted_at = now();
+    message::Entity::update_many()
+        .col_expr(message::Column::Content, Expr::value(""))
+        .col_expr(message::Column::DeletedAt, Expr::value(deleted_at))
+        .filter(message::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    reaction::Entity::delete_many()
+        .filter(reaction::Column::MessageId.eq(id))
+        .exec(&txn)
+        .await?;
+    let kind = RoomEventKind::MessageDeleted;
+    append(&txn, message.room_id, seq, kind, Some(id), Some(viewer)).await?;
+    txn.commit().await?;
+    announce(broker, message.room_id, seq);
+    message.content = String::new();
+    message.deleted_at = Some(deleted_at);
+    Ok(message)
 }
 
 /// Every room, newest first.
@@ -475,6 +705,8 @@ pub struct NewMessage {
     pub room_id: Uuid,
     pub content: String,
     pub client_message_id: Option<String>,
+    /// A message of the same room, not deleted, that this one answers.
+    pub reply_to: Option<Uuid>,
 }
 
 /// Members only. Stores a message at the room's next stream position and
@@ -490,6 +722,9 @@ pub async fn send(
     validate_client_message_id(input.client_message_id.as_deref())?;
     let txn = db.begin().await?;
     let seq = next_seq_as_member(&txn, input.room_id, viewer).await?;
+    if let Some(id) = input.reply_to {
+        live_message_of_room(&txn, input.room_id, id, "replyToId").await?;
+    }
     let model = message::Model {
         id: new_id(),
         room_id: input.room_id,
@@ -498,6 +733,9 @@ pub async fn send(
         client_message_id: input.client_message_id,
         created_at: now(),
         seq,
+        edited_at: None,
+        deleted_at: None,
+        reply_to_id: input.reply_to,
     };
     let retry = [
         message::Column::RoomId,
@@ -577,6 +815,22 @@ pub async fn find_messages(
     find_by_ids::<message::Entity>(db, message::Column::Id, ids).await
 }
 
+/// The memberships of `users` in one room.
+pub async fn members_among(
+    db: &impl ConnectionTrait,
+    room_id: Uuid,
+    users: &[Uuid],
+) -> AppResult<Vec<room_member::Model>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(room_member::Entity::find()
+        .filter(room_member::Column::RoomId.eq(room_id))
+        .filter(room_member::Column::UserId.is_in(users.iter().copied()))
+        .all(db)
+        .await?)
+}
+
 /// The viewer's memberships among `room_ids`.
 pub async fn memberships(
     db: &impl ConnectionTrait,
@@ -626,7 +880,8 @@ pub async fn unread_counts(
             unread: m(message::Column::RoomId)
                 .eq(rm(room_member::Column::RoomId))
                 .and(m(message::Column::Seq).gt(rm(room_member::Column::LastReadSeq)))
-                .and(m(message::Column::SenderId).ne(rm(room_member::Column::UserId))),
+                .and(m(message::Column::SenderId).ne(rm(room_member::Column::UserId)))
+                .and(m(message::Column::DeletedAt).is_null()),
         },
         viewer,
         room_ids,

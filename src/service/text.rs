@@ -20,3 +20,17 @@ pub fn reject_invisible(field: &str, value: &str) -> AppResult<()> {
     }
     Ok(())
 }
+
+/// A reaction's emoji (SEMANTICS): 1–32 bytes of UTF-8, no Unicode
+/// whitespace, no control characters (Cc); U+200D joins emoji sequences.
+pub fn validate_emoji(emoji: &str) -> AppResult<()> {
+    if emoji.is_empty() || emoji.len() > 32 {
+        return Err(AppError::bad_input("emoji must be 1–32 bytes of UTF-8"));
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AppError::bad_input(
+            "emoji must not contain whitespace or control characters",
+        ));
+    }
+    Ok(())
+}

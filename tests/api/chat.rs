@@ -579,6 +579,9 @@ async fn paging_over_messages_sharing_a_timestamp_skips_and_repeats_nothing() {
             created_at: Set(at),
             // Position 1 is the creator's join.
             seq: Set(n as i64 + 2),
+            edited_at: Set(None),
+            deleted_at: Set(None),
+            reply_to_id: Set(None),
         }
         .insert(&app.app.state.db)
         .await
