@@ -198,6 +198,62 @@ async fn allow_kinds(manager: &SchemaManager<'_>, kinds: &str) -> Result<(), DbE
     .await
 }
 
+/// A tombstone's content is empty: both message tables' `length(content) >= 1`
+/// check becomes `… OR deleted_at IS NOT NULL` (`relaxed`), or back.
+/// PostgreSQL replaces the constraint. SQLite cannot alter a CHECK, and
+/// rebuilding `messages` would cascade into every table that references
+/// it; loosening a CHECK changes nothing stored, so its schema text is
+/// edited in place, as SQLite documents for exactly this kind of change
+/// ("Making Other Kinds Of Table Schema Changes", sqlite.org/lang_altertable.html).
+async fn tombstones_allowed(manager: &SchemaManager<'_>, relaxed: bool) -> Result<(), DbErr> {
+    const STRICT: &str = "length(content) >= 1";
+    const RELAXED: &str = "(length(content) >= 1 OR deleted_at IS NOT NULL)";
+    let (from, to) = if relaxed {
+        (STRICT, RELAXED)
+    } else {
+        (RELAXED, STRICT)
+    };
+    if is_postgres(manager) {
+        for table in ["messages", "direct_messages"] {
+            let drop = format!(
+                "DO $$ DECLARE c text; BEGIN FOR c IN SELECT conname FROM pg_constraint \
+                 WHERE conrelid = '{table}'::regclass AND contype = 'c' \
+                 AND pg_get_constraintdef(oid) LIKE '%length(content)%' LOOP \
+                 EXECUTE format('ALTER TABLE {table} DROP CONSTRAINT %I', c); END LOOP; END $$"
+            );
+            let add =
+                format!("ALTER TABLE {table} ADD CONSTRAINT {table}_content_check CHECK ({to})");
+            exec_all(manager, &[&drop, &add]).await?;
+        }
+        return Ok(());
+    }
+    let conn = manager.get_connection();
+    let version = conn
+        .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+            manager.get_database_backend(),
+            "PRAGMA schema_version",
+        ))
+        .await?
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0);
+    let edit = format!(
+        "UPDATE sqlite_master SET sql = replace(sql, '{from}', '{to}') \
+         WHERE type = 'table' AND name IN ('messages', 'direct_messages')"
+    );
+    let bump = format!("PRAGMA schema_version = {}", version + 1);
+    exec_all(
+        manager,
+        &[
+            "PRAGMA writable_schema = ON",
+            &edit,
+            &bump,
+            "PRAGMA writable_schema = OFF",
+        ],
+    )
+    .await
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -218,6 +274,7 @@ impl MigrationTrait for Migration {
                 .await?;
         }
         allow_kinds(manager, NEW_KINDS).await?;
+        tombstones_allowed(manager, true).await?;
         // Room.readReceipts: the room's receipts, most recently moved first.
         manager
             .create_index(
@@ -329,6 +386,16 @@ impl MigrationTrait for Migration {
         )
         .await?;
         allow_kinds(manager, OLD_KINDS).await?;
+        // Deleted messages have no content to go back to.
+        exec_all(
+            manager,
+            &[
+                "DELETE FROM messages WHERE deleted_at IS NOT NULL",
+                "DELETE FROM direct_messages WHERE deleted_at IS NOT NULL",
+            ],
+        )
+        .await?;
+        tombstones_allowed(manager, false).await?;
         for (table, column, _) in added_columns() {
             manager
                 .alter_table(Table::alter().table(table).drop_column(column).to_owned())

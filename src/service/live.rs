@@ -131,6 +131,9 @@ pub async fn direct_feed(
     let head = direct::head(&db, viewer)
         .await?
         .ok_or_else(|| AppError::not_found("user not found"))?;
+    if after.is_some_and(|after| after > head) {
+        return Err(AppError::bad_input("a cursor of no event of yours"));
+    }
     let position = after.unwrap_or(head);
     Ok(DirectFeed {
         db,

@@ -559,7 +559,10 @@ pub async fn room_feed(
         _live: broker.hub().room_feeds().register(room_id, viewer),
     };
     // After attaching: a leave that commits from here on is in the stream.
-    rooms::require_member(db, room_id, viewer).await?;
+    let room = rooms::require_member(db, room_id, viewer).await?;
+    if after.is_some_and(|after| after > room.last_seq) {
+        return Err(AppError::bad_input("a cursor of no event of this room"));
+    }
     Ok(feed)
 }
 

@@ -779,7 +779,7 @@ pub async fn events_after(
         .all(db)
         .await?;
     let ids: Vec<Uuid> = events.iter().filter_map(|e| e.message_id).collect();
-    let mut messages: HashMap<Uuid, message::Model> = if ids.is_empty() {
+    let messages: HashMap<Uuid, message::Model> = if ids.is_empty() {
         HashMap::new()
     } else {
         find_messages(db, &ids)
@@ -791,7 +791,8 @@ pub async fn events_after(
     Ok(events
         .into_iter()
         .map(|e| {
-            let message = e.message_id.and_then(|id| messages.remove(&id));
+            // Several positions may name one message (sent, edited, reacted to).
+            let message = e.message_id.and_then(|id| messages.get(&id).cloned());
             (e, message)
         })
         .collect())
