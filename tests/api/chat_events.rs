@@ -41,7 +41,7 @@ use crate::{
 
 const MSG: &str = "id content createdAt editedAt deletedAt sender { username } replyTo { id content } reactions { emoji count viewerHasReacted }";
 const DM: &str = "id content createdAt editedAt deletedAt sender { username } receiver { username } replyTo { id content } reactions { emoji count viewerHasReacted }";
-const EVENT: &str = "cursor kind at room { id } actor { username } message { id content deletedAt } receipt { user { username } message { id } readAt } typing { username }";
+const EVENT: &str = "cursor kind at room { id } actor { username } message { id content deletedAt reactions { emoji count } } receipt { user { username } message { id } readAt } typing { username }";
 const DEVENT: &str = "cursor kind at peer { username } actor { username } directMessage { id content deletedAt reactions { emoji count } } typing";
 
 fn q(template: &str) -> String {
@@ -1719,6 +1719,11 @@ async fn room_events_record_each_change_once_in_commit_order() {
             so_far[n]["message"]["content"], "m1 edited",
             "the message as it is now"
         );
+        assert_eq!(
+            so_far[n]["message"]["reactions"],
+            json!([{ "emoji": "👍", "count": 1 }]),
+            "event {n}: the message as it is now, with its reactions"
+        );
     }
     assert_eq!(so_far[6]["message"]["id"], m2.as_str());
     assert!(so_far.iter().all(|e| e["room"]["id"] == r.as_str() && e["at"].is_string()));
@@ -1943,6 +1948,13 @@ async fn a_resumed_room_stream_replays_exactly_the_missed_events_then_goes_live(
     assert_eq!(replayed[1]["message"]["content"], "", "m0 as it is now: deleted");
     assert!(replayed[1]["message"]["deletedAt"].is_string());
     assert_eq!(replayed[48]["message"]["content"], "tail");
+    for n in [48, 49] {
+        assert_eq!(
+            replayed[n]["message"]["reactions"],
+            json!([{ "emoji": "🎉", "count": 1 }]),
+            "replayed event {n}: tail as it is now, with bob's reaction"
+        );
+    }
     assert!(replayed.iter().all(|e| e["room"]["id"] == r.as_str()));
     // ... then live, with no repeat.
     post(&app, &alice, &r, "live").await;
