@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod chat;
+mod chat_events;
 mod cli;
 mod hardening;
 mod http_protocol;
