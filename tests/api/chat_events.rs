@@ -56,8 +56,7 @@ const SEND: &str = "mutation($i: SendMessageInput!) { sendMessage(input: $i) { %
 const SEND_DM: &str =
     "mutation($i: SendDirectMessageInput!) { sendDirectMessage(input: $i) { %DM% } }";
 const EDIT: &str = "mutation($i: EditMessageInput!) { editMessage(input: $i) { %MSG% } }";
-const EDIT_DM: &str =
-    "mutation($i: EditMessageInput!) { editDirectMessage(input: $i) { %DM% } }";
+const EDIT_DM: &str = "mutation($i: EditMessageInput!) { editDirectMessage(input: $i) { %DM% } }";
 const DELETE: &str = "mutation($id: ID!) { deleteMessage(id: $id) { %MSG% } }";
 const DELETE_DM: &str = "mutation($id: ID!) { deleteDirectMessage(id: $id) { %DM% } }";
 const NODE_MSG: &str = "query($id: ID!) { node(id: $id) { ... on Message { %MSG% } } }";
@@ -136,7 +135,10 @@ async fn post_raw(
 }
 
 async fn post(app: &TestApp, user: &TestUser, room: &str, content: &str) -> Value {
-    field(&post_raw(app, user, room, content, None).await, "sendMessage")
+    field(
+        &post_raw(app, user, room, content, None).await,
+        "sendMessage",
+    )
 }
 
 async fn dm_raw(
@@ -155,7 +157,10 @@ async fn dm_raw(
 }
 
 async fn dm(app: &TestApp, from: &TestUser, to: &TestUser, content: &str) -> Value {
-    field(&dm_raw(app, from, to, content, None).await, "sendDirectMessage")
+    field(
+        &dm_raw(app, from, to, content, None).await,
+        "sendDirectMessage",
+    )
 }
 
 async fn edit(app: &TestApp, user: Option<&TestUser>, id: &str, content: &str) -> Value {
@@ -185,7 +190,8 @@ async fn delete_dm(app: &TestApp, user: Option<&TestUser>, id: &str) -> Value {
 }
 
 async fn add(app: &TestApp, user: Option<&TestUser>, id: &str, emoji: &str) -> Value {
-    app.gql(tok(user), ADD, json!({ "m": id, "e": emoji })).await
+    app.gql(tok(user), ADD, json!({ "m": id, "e": emoji }))
+        .await
 }
 
 async fn remove(app: &TestApp, user: Option<&TestUser>, id: &str, emoji: &str) -> Value {
@@ -306,7 +312,13 @@ async fn typing_in(app: &TestApp, user: &TestUser, room: &str) -> Vec<String> {
 }
 
 /// Polls Room.typing until it is `expected` (sorted), for at most `secs`.
-async fn eventually_typing(app: &TestApp, user: &TestUser, room: &str, expected: &[&str], secs: u64) {
+async fn eventually_typing(
+    app: &TestApp,
+    user: &TestUser,
+    room: &str,
+    expected: &[&str],
+    secs: u64,
+) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let now = typing_in(app, user, room).await;
@@ -392,7 +404,11 @@ async fn all_events(app: &TestApp, user: &TestUser, room: &str, after: Option<&s
 
 async fn latest_cursor(app: &TestApp, user: &TestUser, room: &str) -> String {
     let events = all_events(app, user, room, None).await;
-    cursor(events.last().expect("a room has at least its creator's MEMBER_JOINED"))
+    cursor(
+        events
+            .last()
+            .expect("a room has at least its creator's MEMBER_JOINED"),
+    )
 }
 
 fn cursor(event: &Value) -> String {
@@ -426,7 +442,9 @@ fn actors(events: &[Value]) -> Vec<String> {
 async fn read_json(socket: &mut Socket, ms: u64) -> Option<Value> {
     let deadline = Instant::now() + Duration::from_millis(ms);
     loop {
-        let next = tokio::time::timeout_at(deadline, socket.next()).await.ok()?;
+        let next = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()?;
         match next {
             Some(Ok(WsMessage::Text(text))) => {
                 let v: Value = serde_json::from_str(text.as_str()).unwrap();
@@ -762,14 +780,24 @@ async fn sync_with<F: std::future::Future<Output = ()>>(
     panic!("the subscriptions never went live");
 }
 
-async fn sync_room(app: &TestApp, sender: &TestUser, room: &str, feeds: &mut [&mut Feed]) -> Vec<Value> {
+async fn sync_room(
+    app: &TestApp,
+    sender: &TestUser,
+    room: &str,
+    feeds: &mut [&mut Feed],
+) -> Vec<Value> {
     sync_with(feeds, |marker| async move {
         post(app, sender, room, &marker).await;
     })
     .await
 }
 
-async fn sync_dm(app: &TestApp, from: &TestUser, to: &TestUser, feeds: &mut [&mut Feed]) -> Vec<Value> {
+async fn sync_dm(
+    app: &TestApp,
+    from: &TestUser,
+    to: &TestUser,
+    feeds: &mut [&mut Feed],
+) -> Vec<Value> {
     sync_with(feeds, |marker| async move {
         dm(app, from, to, &marker).await;
     })
@@ -794,7 +822,11 @@ async fn only_the_sender_edits_a_message_and_an_edit_sets_edited_at() {
     assert_eq!(m["reactions"], json!([]));
 
     let v = edit(&app, Some(&bob), &id, "mine now").await;
-    assert_eq!(error_code(&v), "FORBIDDEN", "another member reads it but may not edit");
+    assert_eq!(
+        error_code(&v),
+        "FORBIDDEN",
+        "another member reads it but may not edit"
+    );
     let v = edit(&app, Some(&carol), &id, "x").await;
     assert_eq!(error_code(&v), "NOT_FOUND", "a non-member cannot read it");
     let v = edit(&app, None, &id, "x").await;
@@ -848,7 +880,11 @@ async fn only_the_sender_edits_a_message_and_an_edit_sets_edited_at() {
     assert_eq!(seen[0]["id"], id.as_str());
     assert_eq!(seen[0]["content"], text);
     assert_eq!(seen[0]["editedAt"], edited_at.as_str());
-    assert_eq!(seen[1]["editedAt"], Value::Null, "bob's message was not edited");
+    assert_eq!(
+        seen[1]["editedAt"],
+        Value::Null,
+        "bob's message was not edited"
+    );
 
     // The longest content allowed; editedAt moves on, never back.
     let long = "é".repeat(4000);
@@ -943,7 +979,11 @@ async fn a_delete_leaves_a_tombstone_and_the_rooms_creator_may_moderate() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0], tomb);
     assert_eq!(seen[1]["id"], reply["id"]);
-    assert_eq!(seen[1]["replyTo"], Value::Null, "a reply to a deleted message");
+    assert_eq!(
+        seen[1]["replyTo"],
+        Value::Null,
+        "a reply to a deleted message"
+    );
     assert_eq!(
         message(&app, &bob, &sid(&reply)).await["replyTo"],
         Value::Null
@@ -952,11 +992,23 @@ async fn a_delete_leaves_a_tombstone_and_the_rooms_creator_may_moderate() {
 
     // A tombstone is final.
     let v = edit(&app, Some(&bob), &mid, "resurrected").await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "a deleted message cannot be edited");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "a deleted message cannot be edited"
+    );
     let v = add(&app, Some(&carol), &mid, "🎉").await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "no reactions on deleted messages");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "no reactions on deleted messages"
+    );
     let v = post_raw(&app, &carol, &r, "late answer", Some(&mid)).await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "no replies to deleted messages");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "no replies to deleted messages"
+    );
     let v = mark(&app, &carol, &r, Some(&mid)).await;
     assert_eq!(error_code(&v), "BAD_USER_INPUT", "upTo a deleted message");
     assert_eq!(message(&app, &bob, &mid).await, tomb);
@@ -1036,17 +1088,26 @@ async fn deleted_messages_never_count_as_unread() {
     let d2 = sid(&dm(&app, &alice, &bob, "d2").await);
     dm(&app, &alice, &bob, "d3").await;
     assert_eq!(dm_unread(&app, &bob, &alice).await, 3);
-    field(&delete_dm(&app, Some(&alice), &d2).await, "deleteDirectMessage");
+    field(
+        &delete_dm(&app, Some(&alice), &d2).await,
+        "deleteDirectMessage",
+    );
     assert_eq!(dm_unread(&app, &bob, &alice).await, 2);
     let v = app
         .ok(Some(&bob.token), MARK_DM, json!({ "u": alice.id }))
         .await;
     assert_eq!(v["markConversationRead"]["unreadCount"], 0);
-    field(&delete_dm(&app, Some(&alice), &d1).await, "deleteDirectMessage");
+    field(
+        &delete_dm(&app, Some(&alice), &d1).await,
+        "deleteDirectMessage",
+    );
     assert_eq!(dm_unread(&app, &bob, &alice).await, 0);
     let d4 = sid(&dm(&app, &alice, &bob, "d4").await);
     assert_eq!(dm_unread(&app, &bob, &alice).await, 1);
-    field(&delete_dm(&app, Some(&alice), &d4).await, "deleteDirectMessage");
+    field(
+        &delete_dm(&app, Some(&alice), &d4).await,
+        "deleteDirectMessage",
+    );
     assert_eq!(dm_unread(&app, &bob, &alice).await, 0);
 }
 
@@ -1073,7 +1134,14 @@ async fn a_reply_answers_a_live_message_of_the_same_room() {
     );
     assert_eq!(reply["replyTo"], json!({ "id": m1, "content": "question" }));
     let again = field(
-        &post_raw(&app, &alice, &r1, "answer to the answer", Some(&sid(&reply))).await,
+        &post_raw(
+            &app,
+            &alice,
+            &r1,
+            "answer to the answer",
+            Some(&sid(&reply)),
+        )
+        .await,
         "sendMessage",
     );
     assert_eq!(again["replyTo"]["id"], reply["id"]);
@@ -1081,7 +1149,10 @@ async fn a_reply_answers_a_live_message_of_the_same_room() {
 
     let nobody = nothing(NodeType::Message);
     for (bad, why) in [
-        (x.as_str(), "a message of another room (one the sender can read)"),
+        (
+            x.as_str(),
+            "a message of another room (one the sender can read)",
+        ),
         (gone.as_str(), "a deleted message"),
         (nobody.as_str(), "a well-formed id of nothing"),
         (d.as_str(), "a DirectMessage id"),
@@ -1093,12 +1164,21 @@ async fn a_reply_answers_a_live_message_of_the_same_room() {
     }
     // Nothing was stored by the refused sends.
     let seen = history(&app, &bob, &r1).await;
-    let contents: Vec<&str> = seen.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let contents: Vec<&str> = seen
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
     assert_eq!(contents, ["question", "", "answer", "answer to the answer"]);
     assert_eq!(seen[0]["replyTo"], Value::Null);
-    assert_eq!(seen[2]["replyTo"], json!({ "id": m1, "content": "question" }));
+    assert_eq!(
+        seen[2]["replyTo"],
+        json!({ "id": m1, "content": "question" })
+    );
     // An edit of the parent shows through replyTo.
-    field(&edit(&app, Some(&alice), &m1, "question, edited").await, "editMessage");
+    field(
+        &edit(&app, Some(&alice), &m1, "question, edited").await,
+        "editMessage",
+    );
     assert_eq!(
         message(&app, &bob, &sid(&reply)).await["replyTo"],
         json!({ "id": m1, "content": "question, edited" })
@@ -1126,7 +1206,10 @@ async fn direct_messages_edit_delete_and_reply_within_their_thread_only() {
     let m = sid(&post(&app, &alice, &r, "in a room").await);
     let nobody = nothing(NodeType::DirectMessage);
     for (bad, why) in [
-        (c1.as_str(), "a message of another thread (one alice can read)"),
+        (
+            c1.as_str(),
+            "a message of another thread (one alice can read)",
+        ),
         (m.as_str(), "a room Message id"),
         (nobody.as_str(), "a well-formed id of nothing"),
         ("garbage!", "garbage"),
@@ -1149,7 +1232,11 @@ async fn direct_messages_edit_delete_and_reply_within_their_thread_only() {
     let v = edit_dm(&app, Some(&alice), &m, "x").await;
     assert_eq!(error_code(&v), "BAD_USER_INPUT", "a room Message id");
     let v = edit(&app, Some(&alice), &d1id, "x").await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "editMessage with a DirectMessage id");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "editMessage with a DirectMessage id"
+    );
     let v = edit_dm(&app, Some(&alice), &nobody, "x").await;
     assert_eq!(error_code(&v), "NOT_FOUND");
     let edited = field(
@@ -1162,7 +1249,10 @@ async fn direct_messages_edit_delete_and_reply_within_their_thread_only() {
     let seen = thread(&app, &bob, &alice).await;
     assert_eq!(seen[0]["content"], "hi there");
     assert_eq!(seen[0]["editedAt"], edited["editedAt"]);
-    assert_eq!(seen[1]["replyTo"], json!({ "id": d1id, "content": "hi there" }));
+    assert_eq!(
+        seen[1]["replyTo"],
+        json!({ "id": d1id, "content": "hi there" })
+    );
 
     // Deletes: the sender only.
     field(&add(&app, Some(&bob), &d1id, "👍").await, "addReaction");
@@ -1173,27 +1263,60 @@ async fn direct_messages_edit_delete_and_reply_within_their_thread_only() {
     let v = delete_dm(&app, None, &d1id).await;
     assert_eq!(error_code(&v), "UNAUTHENTICATED");
     let v = delete(&app, Some(&alice), &d1id).await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "deleteMessage with a DirectMessage id");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "deleteMessage with a DirectMessage id"
+    );
     let v = delete_dm(&app, Some(&alice), &m).await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "deleteDirectMessage with a Message id");
-    let tomb = field(&delete_dm(&app, Some(&alice), &d1id).await, "deleteDirectMessage");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "deleteDirectMessage with a Message id"
+    );
+    let tomb = field(
+        &delete_dm(&app, Some(&alice), &d1id).await,
+        "deleteDirectMessage",
+    );
     assert_eq!(tomb["id"], d1id.as_str());
     assert_eq!(tomb["content"], "");
     assert_eq!(tomb["reactions"], json!([]));
     assert!(tomb["deletedAt"].is_string(), "{tomb}");
-    let again = field(&delete_dm(&app, Some(&alice), &d1id).await, "deleteDirectMessage");
+    let again = field(
+        &delete_dm(&app, Some(&alice), &d1id).await,
+        "deleteDirectMessage",
+    );
     assert_eq!(again, tomb, "deleting again: the same tombstone");
     let seen = thread(&app, &bob, &alice).await;
     assert_eq!(seen.len(), 2, "the tombstone stays in the thread");
     assert_eq!(seen[0], tomb);
-    assert_eq!(seen[1]["replyTo"], Value::Null, "a reply to a deleted message");
-    assert_eq!(direct(&app, &alice, &sid(&d2)).await["replyTo"], Value::Null);
+    assert_eq!(
+        seen[1]["replyTo"],
+        Value::Null,
+        "a reply to a deleted message"
+    );
+    assert_eq!(
+        direct(&app, &alice, &sid(&d2)).await["replyTo"],
+        Value::Null
+    );
     let v = edit_dm(&app, Some(&alice), &d1id, "back").await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "a deleted message cannot be edited");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "a deleted message cannot be edited"
+    );
     let v = dm_raw(&app, &bob, &alice, "late", Some(&d1id)).await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "no replies to deleted messages");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "no replies to deleted messages"
+    );
     let v = add(&app, Some(&bob), &d1id, "🎉").await;
-    assert_eq!(error_code(&v), "BAD_USER_INPUT", "no reactions on deleted messages");
+    assert_eq!(
+        error_code(&v),
+        "BAD_USER_INPUT",
+        "no reactions on deleted messages"
+    );
     // A third user learns nothing.
     let v = app
         .ok(Some(&carol.token), &q(NODE_DM), json!({ "id": d1id }))
@@ -1278,16 +1401,28 @@ async fn reactions_group_by_emoji_most_used_first_ties_by_earliest_still_present
     // 🎉 2 (first at t1), 👍 2 (first at t2), ❤️ 1.
     assert_eq!(
         p["reactions"],
-        json!([reaction("🎉", 2, true), reaction("👍", 2, false), reaction(heart, 1, true)])
+        json!([
+            reaction("🎉", 2, true),
+            reaction("👍", 2, false),
+            reaction(heart, 1, true)
+        ])
     );
     for (viewer, expected) in [
         (
             &bob,
-            json!([reaction("🎉", 2, true), reaction("👍", 2, false), reaction(heart, 1, false)]),
+            json!([
+                reaction("🎉", 2, true),
+                reaction("👍", 2, false),
+                reaction(heart, 1, false)
+            ]),
         ),
         (
             &carol,
-            json!([reaction("🎉", 2, false), reaction("👍", 2, true), reaction(heart, 1, false)]),
+            json!([
+                reaction("🎉", 2, false),
+                reaction("👍", 2, true),
+                reaction(heart, 1, false)
+            ]),
         ),
     ] {
         assert_eq!(
@@ -1303,40 +1438,72 @@ async fn reactions_group_by_emoji_most_used_first_ties_by_earliest_still_present
     assert_eq!(p["messageId"], m.as_str());
     assert_eq!(
         p["reactions"],
-        json!([reaction("👍", 2, false), reaction(heart, 1, false), reaction("🎉", 1, false)])
+        json!([
+            reaction("👍", 2, false),
+            reaction(heart, 1, false),
+            reaction("🎉", 1, false)
+        ])
     );
     // And adds it again: 🎉 and 👍 tie at 2; 👍's earliest (carol's) is
     // before 🎉's earliest still present (alice's).
     let p = field(&add(&app, Some(&bob), &m, "🎉").await, "addReaction");
-    let settled = json!([reaction("👍", 2, false), reaction("🎉", 2, true), reaction(heart, 1, false)]);
+    let settled = json!([
+        reaction("👍", 2, false),
+        reaction("🎉", 2, true),
+        reaction(heart, 1, false)
+    ]);
     assert_eq!(p["reactions"], settled);
     // Adding one already there, removing one that is not: nothing changes.
     let p = field(&add(&app, Some(&bob), &m, "🎉").await, "addReaction");
     assert_eq!(p["reactions"], settled, "adding again changes nothing");
     let p = field(&remove(&app, Some(&bob), &m, "🔥").await, "removeReaction");
-    assert_eq!(p["reactions"], settled, "removing what is not there changes nothing");
-    let p = field(&remove(&app, Some(&dave), &m, heart).await, "removeReaction");
+    assert_eq!(
+        p["reactions"], settled,
+        "removing what is not there changes nothing"
+    );
+    let p = field(
+        &remove(&app, Some(&dave), &m, heart).await,
+        "removeReaction",
+    );
     assert_eq!(
         p["reactions"],
-        json!([reaction("👍", 2, true), reaction("🎉", 2, false), reaction(heart, 1, false)])
+        json!([
+            reaction("👍", 2, true),
+            reaction("🎉", 2, false),
+            reaction(heart, 1, false)
+        ])
     );
     let seen = history(&app, &bob, &r).await;
     assert_eq!(seen[0]["reactions"], settled, "the history shows them too");
 
     // Carol leaves 👍 and comes back: 👍's earliest still present is now
     // dave's, still before 🎉's earliest (alice's).
-    let p = field(&remove(&app, Some(&carol), &m, "👍").await, "removeReaction");
+    let p = field(
+        &remove(&app, Some(&carol), &m, "👍").await,
+        "removeReaction",
+    );
     assert_eq!(
         p["reactions"],
-        json!([reaction("🎉", 2, false), reaction("👍", 1, false), reaction(heart, 1, false)])
+        json!([
+            reaction("🎉", 2, false),
+            reaction("👍", 1, false),
+            reaction(heart, 1, false)
+        ])
     );
     let p = field(&add(&app, Some(&carol), &m, "👍").await, "addReaction");
     assert_eq!(
         p["reactions"],
-        json!([reaction("👍", 2, true), reaction("🎉", 2, false), reaction(heart, 1, false)])
+        json!([
+            reaction("👍", 2, true),
+            reaction("🎉", 2, false),
+            reaction(heart, 1, false)
+        ])
     );
     // Everyone's gone from ❤️: it disappears.
-    let p = field(&remove(&app, Some(&alice), &m, heart).await, "removeReaction");
+    let p = field(
+        &remove(&app, Some(&alice), &m, heart).await,
+        "removeReaction",
+    );
     assert_eq!(
         p["reactions"],
         json!([reaction("👍", 2, false), reaction("🎉", 2, true)])
@@ -1366,13 +1533,23 @@ async fn at_most_twenty_different_emoji_per_user_per_message() {
     // The limit is per user and per message.
     let p = field(&add(&app, Some(&bob), &m, EMOJI[20]).await, "addReaction");
     assert_eq!(p["reactions"].as_array().unwrap().len(), 21);
-    field(&add(&app, Some(&alice), &m2, EMOJI[20]).await, "addReaction");
+    field(
+        &add(&app, Some(&alice), &m2, EMOJI[20]).await,
+        "addReaction",
+    );
     // Making room: remove one, then a new one fits and the old one no longer.
-    field(&remove(&app, Some(&alice), &m, EMOJI[0]).await, "removeReaction");
+    field(
+        &remove(&app, Some(&alice), &m, EMOJI[0]).await,
+        "removeReaction",
+    );
     let p = field(&add(&app, Some(&alice), &m, EMOJI[20]).await, "addReaction");
     let reactions = p["reactions"].as_array().unwrap();
     assert_eq!(reactions.len(), 20, "{p}");
-    assert_eq!(reactions[0], reaction(EMOJI[20], 2, true), "the most used first");
+    assert_eq!(
+        reactions[0],
+        reaction(EMOJI[20], 2, true),
+        "the most used first"
+    );
     let v = add(&app, Some(&alice), &m, EMOJI[0]).await;
     assert_eq!(error_code(&v), "BAD_USER_INPUT");
     let now = message(&app, &alice, &m).await;
@@ -1416,7 +1593,10 @@ async fn only_members_and_the_two_parties_react() {
         assert_eq!(error_code(&v), "NOT_FOUND", "{kind:?} of nothing");
     }
     let p = field(&add(&app, Some(&bob), &m, "👍").await, "addReaction");
-    assert_eq!(p, json!({ "messageId": m, "reactions": [reaction("👍", 1, true)] }));
+    assert_eq!(
+        p,
+        json!({ "messageId": m, "reactions": [reaction("👍", 1, true)] })
+    );
     join(&app, &carol, &r).await;
     let p = field(&add(&app, Some(&carol), &m, "👍").await, "addReaction");
     assert_eq!(p["reactions"], json!([reaction("👍", 2, true)]));
@@ -1467,7 +1647,11 @@ async fn receipts_move_forward_only_and_list_members_most_recently_moved_first()
     for n in 1..=5 {
         m.push(sid(&post(&app, &alice, &r, &format!("m{n}")).await));
     }
-    assert_eq!(receipts(&app, &bob, &r).await, Vec::<Value>::new(), "nobody marked yet");
+    assert_eq!(
+        receipts(&app, &bob, &r).await,
+        Vec::<Value>::new(),
+        "nobody marked yet"
+    );
 
     let v = field(&mark(&app, &bob, &r, Some(&m[1])).await, "markRoomRead");
     assert_eq!(v, json!({ "id": r, "unreadCount": 3 }));
@@ -1490,7 +1674,11 @@ async fn receipts_move_forward_only_and_list_members_most_recently_moved_first()
         receipt_summary(&list),
         [("carol".into(), json!(m[3])), ("bob".into(), json!(m[1]))]
     );
-    assert_eq!(list[1]["readAt"], bob_read_at.as_str(), "not moved, not touched");
+    assert_eq!(
+        list[1]["readAt"],
+        bob_read_at.as_str(),
+        "not moved, not touched"
+    );
     let v = field(&mark(&app, &bob, &r, Some(&m[1])).await, "markRoomRead");
     assert_eq!(v["unreadCount"], 3);
 
@@ -1579,17 +1767,13 @@ async fn receipts_move_forward_only_and_list_members_most_recently_moved_first()
     );
 
     // Members only.
-    let v = app
-        .gql(Some(&eve.token), RECEIPTS, json!({ "r": r }))
-        .await;
+    let v = app.gql(Some(&eve.token), RECEIPTS, json!({ "r": r })).await;
     assert_eq!(error_code(&v), "FORBIDDEN", "a non-member");
     let v = app.gql(None, RECEIPTS, json!({ "r": r })).await;
     assert_eq!(error_code(&v), "UNAUTHENTICATED");
     let v = mark(&app, &eve, &r, None).await;
     assert_eq!(error_code(&v), "FORBIDDEN");
-    let v = app
-        .gql(None, MARK, json!({ "r": r, "u": null }))
-        .await;
+    let v = app.gql(None, MARK, json!({ "r": r, "u": null })).await;
     assert_eq!(error_code(&v), "UNAUTHENTICATED");
 }
 
@@ -1622,14 +1806,21 @@ async fn reading_a_thread_reaches_both_parties_and_the_readers_devices() {
     let seen_a = within(20, a.take_stored(3)).await;
     assert_eq!(
         kinds(&seen_a),
-        ["DIRECT_MESSAGE_ADDED", "DIRECT_MESSAGE_ADDED", "CONVERSATION_READ"]
+        [
+            "DIRECT_MESSAGE_ADDED",
+            "DIRECT_MESSAGE_ADDED",
+            "CONVERSATION_READ"
+        ]
     );
     assert_eq!(seen_a[0]["directMessage"]["id"], m1.as_str());
     assert_eq!(seen_a[0]["actor"]["username"], "alice");
     assert_eq!(seen_a[0]["peer"]["username"], "bob");
     let read = &seen_a[2];
     assert_eq!(read["actor"]["username"], "bob", "bob read");
-    assert_eq!(read["peer"]["username"], "bob", "the other party of alice's thread");
+    assert_eq!(
+        read["peer"]["username"], "bob",
+        "the other party of alice's thread"
+    );
     assert_eq!(read["directMessage"]["id"], m2.as_str(), "up to the newest");
     assert!(read["cursor"].is_string());
     let mut device_cursors = Vec::new();
@@ -1637,7 +1828,11 @@ async fn reading_a_thread_reaches_both_parties_and_the_readers_devices() {
         let seen = within(20, feed.take_stored(3)).await;
         assert_eq!(
             kinds(&seen),
-            ["DIRECT_MESSAGE_ADDED", "DIRECT_MESSAGE_ADDED", "CONVERSATION_READ"],
+            [
+                "DIRECT_MESSAGE_ADDED",
+                "DIRECT_MESSAGE_ADDED",
+                "CONVERSATION_READ"
+            ],
             "{}",
             feed.protocol
         );
@@ -1646,7 +1841,10 @@ async fn reading_a_thread_reaches_both_parties_and_the_readers_devices() {
         assert_eq!(seen[2]["directMessage"]["id"], m2.as_str());
         device_cursors.push(cursors(&seen));
     }
-    assert_eq!(device_cursors[0], device_cursors[1], "bob's devices stay in step");
+    assert_eq!(
+        device_cursors[0], device_cursors[1],
+        "bob's devices stay in step"
+    );
 
     // Reading again with nothing new moves nothing, so announces nothing.
     app.ok(Some(&bob.token), MARK_DM, json!({ "u": alice.id }))
@@ -1674,7 +1872,11 @@ async fn room_events_record_each_change_once_in_commit_order() {
     let dave = app.register("dave").await;
     let r = create_room(&app, &alice, "Room").await;
     let first = all_events(&app, &alice, &r, None).await;
-    assert_eq!(kinds(&first), ["MEMBER_JOINED"], "the creator's join is the first event");
+    assert_eq!(
+        kinds(&first),
+        ["MEMBER_JOINED"],
+        "the creator's join is the first event"
+    );
     assert_eq!(first[0]["actor"]["username"], "alice");
     assert_eq!(first[0]["room"]["id"], r.as_str());
     assert_eq!(first[0]["message"], Value::Null);
@@ -1683,7 +1885,10 @@ async fn room_events_record_each_change_once_in_commit_order() {
     join(&app, &bob, &r).await; // MEMBER_JOINED
     join(&app, &bob, &r).await; // nothing
     let m1 = sid(&post(&app, &alice, &r, "m1").await); // MESSAGE_ADDED
-    field(&edit(&app, Some(&alice), &m1, "m1 edited").await, "editMessage"); // MESSAGE_EDITED
+    field(
+        &edit(&app, Some(&alice), &m1, "m1 edited").await,
+        "editMessage",
+    ); // MESSAGE_EDITED
     field(&add(&app, Some(&bob), &m1, "👍").await, "addReaction"); // REACTIONS_CHANGED
     field(&add(&app, Some(&bob), &m1, "👍").await, "addReaction"); // nothing
     field(&remove(&app, Some(&bob), &m1, "🎉").await, "removeReaction"); // nothing
@@ -1726,7 +1931,11 @@ async fn room_events_record_each_change_once_in_commit_order() {
         );
     }
     assert_eq!(so_far[6]["message"]["id"], m2.as_str());
-    assert!(so_far.iter().all(|e| e["room"]["id"] == r.as_str() && e["at"].is_string()));
+    assert!(
+        so_far
+            .iter()
+            .all(|e| e["room"]["id"] == r.as_str() && e["at"].is_string())
+    );
 
     update_room(&app, &alice, &r, "Renamed").await; // ROOM_UPDATED
     field(&remove(&app, Some(&bob), &m1, "👍").await, "removeReaction"); // REACTIONS_CHANGED
@@ -1768,7 +1977,10 @@ async fn room_events_record_each_change_once_in_commit_order() {
     for n in [2, 3, 4, 8, 9, 10] {
         let msg = &all[n]["message"];
         assert_eq!(msg["id"], m1.as_str(), "event {n}");
-        assert_eq!(msg["content"], "", "event {n}: the message as it is now (deleted)");
+        assert_eq!(
+            msg["content"], "",
+            "event {n}: the message as it is now (deleted)"
+        );
         assert!(msg["deletedAt"].is_string(), "event {n}");
     }
     assert_eq!(all[6]["message"]["id"], m2.as_str());
@@ -1780,7 +1992,10 @@ async fn room_events_record_each_change_once_in_commit_order() {
     let mut paged = Vec::new();
     let mut after: Option<String> = None;
     for (size, more) in [(5, true), (5, true), (3, false)] {
-        let v = field(&events_raw(&app, Some(&alice), &r, Some(5), after.as_deref()).await, "room");
+        let v = field(
+            &events_raw(&app, Some(&alice), &r, Some(5), after.as_deref()).await,
+            "room",
+        );
         let conn = &v["events"];
         let edges = conn["edges"].as_array().unwrap();
         assert_eq!(edges.len(), size);
@@ -1789,7 +2004,10 @@ async fn room_events_record_each_change_once_in_commit_order() {
         after = Some(conn["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
     }
     assert_eq!(cursors(&paged), cursors(&all));
-    let tail = field(&events_raw(&app, Some(&alice), &r, None, after.as_deref()).await, "room");
+    let tail = field(
+        &events_raw(&app, Some(&alice), &r, None, after.as_deref()).await,
+        "room",
+    );
     assert_eq!(tail["events"]["edges"], json!([]));
     assert_eq!(tail["events"]["pageInfo"]["hasNextPage"], false);
     // An event's own cursor resumes right after it.
@@ -1820,7 +2038,10 @@ async fn room_events_are_for_members_and_take_only_their_own_cursors() {
         post(&app, &alice, &r, &format!("m{n}")).await;
     }
     post(&app, &alice, &r2, "x").await;
-    field(&set_typing(&app, Some(&alice), Some(&r), None, true).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), Some(&r), None, true).await,
+        "setTyping",
+    );
 
     // Non-members: FORBIDDEN for messages, readReceipts, events; typing empty.
     let v = events_raw(&app, Some(&carol), &r, None, None).await;
@@ -1869,7 +2090,10 @@ async fn room_events_are_for_members_and_take_only_their_own_cursors() {
     // Typing is never stored.
     let all = all_events(&app, &bob, &r, None).await;
     assert_eq!(all.len(), 2 + 23);
-    assert!(all.iter().all(|e| e["kind"] != "TYPING_CHANGED" && e["cursor"].is_string()));
+    assert!(
+        all.iter()
+            .all(|e| e["kind"] != "TYPING_CHANGED" && e["cursor"].is_string())
+    );
 }
 
 // ---------------------------------------------------------------- roomEvents
@@ -1916,7 +2140,10 @@ async fn a_resumed_room_stream_replays_exactly_the_missed_events_then_goes_live(
     for k in 0..6 {
         join(&app, &carol, &r).await;
         let m = sid(&post(&app, &alice, &r, &format!("m{k}")).await);
-        field(&edit(&app, Some(&alice), &m, &format!("m{k} edited")).await, "editMessage");
+        field(
+            &edit(&app, Some(&alice), &m, &format!("m{k} edited")).await,
+            "editMessage",
+        );
         field(&add(&app, Some(&carol), &m, "👍").await, "addReaction");
         field(&mark(&app, &carol, &r, Some(&m)).await, "markRoomRead");
         update_room(&app, &alice, &r, &format!("Room {k}")).await;
@@ -1945,7 +2172,10 @@ async fn a_resumed_room_stream_replays_exactly_the_missed_events_then_goes_live(
         receipt.is_null() || receipt["user"]["username"] == "carol",
         "{receipt}"
     );
-    assert_eq!(replayed[1]["message"]["content"], "", "m0 as it is now: deleted");
+    assert_eq!(
+        replayed[1]["message"]["content"], "",
+        "m0 as it is now: deleted"
+    );
     assert!(replayed[1]["message"]["deletedAt"].is_string());
     assert_eq!(replayed[48]["message"]["content"], "tail");
     for n in [48, 49] {
@@ -1987,14 +2217,16 @@ async fn resuming_while_others_send_leaves_no_gap_and_no_repeat() {
 
     let (app_ref, room) = (&app, r.as_str());
     let sending = async {
-        join_all([(&alice, "a"), (&carol, "c")].map(|(user, tag)| async move {
-            for k in 0..40 {
-                let m = sid(&post(app_ref, user, room, &format!("{tag}{k}")).await);
-                if k % 4 == 0 {
-                    field(&add(app_ref, Some(user), &m, "👍").await, "addReaction");
+        join_all(
+            [(&alice, "a"), (&carol, "c")].map(|(user, tag)| async move {
+                for k in 0..40 {
+                    let m = sid(&post(app_ref, user, room, &format!("{tag}{k}")).await);
+                    if k % 4 == 0 {
+                        field(&add(app_ref, Some(user), &m, "👍").await, "addReaction");
+                    }
                 }
-            }
-        }))
+            }),
+        )
         .await;
         post(app_ref, &alice, room, "end").await;
     };
@@ -2005,7 +2237,8 @@ async fn resuming_while_others_send_leaves_no_gap_and_no_repeat() {
         let late = room_feed(app_ref, &bob, room, Some(&start_at), PROTOCOLS[1]).await;
         (early, late)
     };
-    let ((), (mut early, mut late)) = within(60, async { tokio::join!(sending, subscribing) }).await;
+    let ((), (mut early, mut late)) =
+        within(60, async { tokio::join!(sending, subscribing) }).await;
     let stored = all_events(&app, &bob, &r, Some(&start_at)).await;
     assert_eq!(stored.len(), 80 + 20 + 1);
     for feed in [&mut early, &mut late] {
@@ -2054,7 +2287,12 @@ async fn a_leavers_room_stream_ends_with_their_own_member_left() {
         let seen = within(20, stays.take_stored(4)).await;
         assert_eq!(
             kinds(&seen),
-            ["MEMBER_JOINED", "MEMBER_LEFT", "MEMBER_LEFT", "MESSAGE_ADDED"]
+            [
+                "MEMBER_JOINED",
+                "MEMBER_LEFT",
+                "MEMBER_LEFT",
+                "MESSAGE_ADDED"
+            ]
         );
         assert_eq!(actors(&seen), ["carol", "carol", "bob", "alice"]);
         assert_eq!(cursor(&seen[2]), cursor(&last));
@@ -2062,8 +2300,19 @@ async fn a_leavers_room_stream_ends_with_their_own_member_left() {
         // Old cursors resume nothing; reading events neither.
         let socket = &mut leaver.socket;
         let own = cursor(&last);
-        for (id, after) in [("old", Some(c0.as_str())), ("own", Some(own.as_str())), ("none", None)] {
-            start(socket, protocol, id, &q(ROOM_EVENTS), json!({ "r": r, "a": after })).await;
+        for (id, after) in [
+            ("old", Some(c0.as_str())),
+            ("own", Some(own.as_str())),
+            ("none", None),
+        ] {
+            start(
+                socket,
+                protocol,
+                id,
+                &q(ROOM_EVENTS),
+                json!({ "r": r, "a": after }),
+            )
+            .await;
             assert_eq!(sub_error(socket, id).await, "FORBIDDEN", "{protocol} {id}");
         }
         let v = events_raw(&app, Some(&bob), &r, None, Some(&c0)).await;
@@ -2096,25 +2345,65 @@ async fn room_event_subscriptions_check_membership_and_cursors() {
         let mut socket = open(&app, Some(&alice), protocol).await;
         for (id, room, after, code) in [
             ("malformed", r.as_str(), Some("garbage!"), "BAD_USER_INPUT"),
-            ("foreign", r.as_str(), Some(other_room.as_str()), "BAD_USER_INPUT"),
-            ("list", r.as_str(), Some(messages_cursor.as_str()), "BAD_USER_INPUT"),
+            (
+                "foreign",
+                r.as_str(),
+                Some(other_room.as_str()),
+                "BAD_USER_INPUT",
+            ),
+            (
+                "list",
+                r.as_str(),
+                Some(messages_cursor.as_str()),
+                "BAD_USER_INPUT",
+            ),
             ("junk-room", "junk", None, "BAD_USER_INPUT"),
         ] {
-            start(&mut socket, protocol, id, &sub, json!({ "r": room, "a": after })).await;
+            start(
+                &mut socket,
+                protocol,
+                id,
+                &sub,
+                json!({ "r": room, "a": after }),
+            )
+            .await;
             assert_eq!(sub_error(&mut socket, id).await, code, "{protocol} {id}");
         }
         let nobody = nothing(NodeType::Room);
-        start(&mut socket, protocol, "nothing", &sub, json!({ "r": nobody })).await;
-        assert_eq!(sub_error(&mut socket, "nothing").await, "NOT_FOUND", "{protocol}");
+        start(
+            &mut socket,
+            protocol,
+            "nothing",
+            &sub,
+            json!({ "r": nobody }),
+        )
+        .await;
+        assert_eq!(
+            sub_error(&mut socket, "nothing").await,
+            "NOT_FOUND",
+            "{protocol}"
+        );
 
         let mut socket = open(&app, Some(&carol), protocol).await;
         start(&mut socket, protocol, "x", &sub, json!({ "r": r })).await;
-        assert_eq!(sub_error(&mut socket, "x").await, "FORBIDDEN", "{protocol}: a non-member");
+        assert_eq!(
+            sub_error(&mut socket, "x").await,
+            "FORBIDDEN",
+            "{protocol}: a non-member"
+        );
         let mut anonymous = open(&app, None, protocol).await;
         start(&mut anonymous, protocol, "y", &sub, json!({ "r": r })).await;
-        assert_eq!(sub_error(&mut anonymous, "y").await, "UNAUTHENTICATED", "{protocol}");
+        assert_eq!(
+            sub_error(&mut anonymous, "y").await,
+            "UNAUTHENTICATED",
+            "{protocol}"
+        );
         start(&mut anonymous, protocol, "z", &q(DIRECT_EVENTS), json!({})).await;
-        assert_eq!(sub_error(&mut anonymous, "z").await, "UNAUTHENTICATED", "{protocol}");
+        assert_eq!(
+            sub_error(&mut anonymous, "z").await,
+            "UNAUTHENTICATED",
+            "{protocol}"
+        );
     }
 }
 
@@ -2135,7 +2424,10 @@ async fn message_added_keeps_working_beside_room_events() {
     let one = sid(&post(&app, &alice, &r, "one").await);
     let item = added.next_any(10).await;
     assert_eq!(item, json!({ "id": one, "content": "one" }));
-    field(&edit(&app, Some(&alice), &one, "one, edited").await, "editMessage");
+    field(
+        &edit(&app, Some(&alice), &one, "one, edited").await,
+        "editMessage",
+    );
     field(&add(&app, Some(&bob), &one, "👍").await, "addReaction");
     field(&delete(&app, Some(&alice), &one).await, "deleteMessage");
     let two = sid(&post(&app, &alice, &r, "two").await);
@@ -2157,7 +2449,10 @@ async fn message_added_keeps_working_beside_room_events() {
         ]
     );
     let ids: Vec<Value> = seen.iter().map(|e| e["message"]["id"].clone()).collect();
-    assert_eq!(ids, [json!(one), json!(one), json!(one), json!(one), json!(two)]);
+    assert_eq!(
+        ids,
+        [json!(one), json!(one), json!(one), json!(one), json!(two)]
+    );
     assert!(added.raw(300).await.is_none());
 }
 
@@ -2177,18 +2472,29 @@ async fn a_resumed_direct_stream_replays_exactly_the_missed_events_then_goes_liv
     drop(feed);
 
     let b1 = sid(&dm(&app, &bob, &alice, "b1").await); // ADDED (bob)
-    app.ok(Some(&alice.token), MARK_DM, json!({ "u": bob.id })).await; // READ (alice)
+    app.ok(Some(&alice.token), MARK_DM, json!({ "u": bob.id }))
+        .await; // READ (alice)
     let a1 = sid(&dm(&app, &alice, &bob, "a1").await); // ADDED (alice)
-    app.ok(Some(&bob.token), MARK_DM, json!({ "u": alice.id })).await; // READ (bob)
-    field(&edit_dm(&app, Some(&alice), &a1, "a1 edited").await, "editDirectMessage"); // EDITED
+    app.ok(Some(&bob.token), MARK_DM, json!({ "u": alice.id }))
+        .await; // READ (bob)
+    field(
+        &edit_dm(&app, Some(&alice), &a1, "a1 edited").await,
+        "editDirectMessage",
+    ); // EDITED
     field(&add(&app, Some(&bob), &a1, "👍").await, "addReaction"); // REACTIONS (bob)
     field(&add(&app, Some(&bob), &a1, "👍").await, "addReaction"); // nothing
     field(&add(&app, Some(&alice), &b1, "🎉").await, "addReaction"); // REACTIONS (alice)
     field(&remove(&app, Some(&bob), &a1, "🔥").await, "removeReaction"); // nothing
     let c1 = sid(&dm(&app, &carol, &alice, "c1").await); // ADDED (carol)
     dm(&app, &bob, &carol, "not alice's").await; // nothing for alice
-    field(&delete_dm(&app, Some(&alice), &a1).await, "deleteDirectMessage"); // DELETED
-    field(&delete_dm(&app, Some(&alice), &a1).await, "deleteDirectMessage"); // nothing
+    field(
+        &delete_dm(&app, Some(&alice), &a1).await,
+        "deleteDirectMessage",
+    ); // DELETED
+    field(
+        &delete_dm(&app, Some(&alice), &a1).await,
+        "deleteDirectMessage",
+    ); // nothing
     let expected = [
         ("DIRECT_MESSAGE_ADDED", "bob", "bob", &b1),
         ("CONVERSATION_READ", "bob", "alice", &b1),
@@ -2219,9 +2525,20 @@ async fn a_resumed_direct_stream_replays_exactly_the_missed_events_then_goes_liv
         .map(|(k, p, a, m)| (k.to_string(), p.to_string(), a.to_string(), m.to_string()))
         .collect();
     assert_eq!(got, want);
-    assert!(replayed.iter().all(|e| e["cursor"].is_string() && e["typing"].is_null()));
-    assert_eq!(replayed[0]["directMessage"]["reactions"], json!([{ "emoji": "🎉", "count": 1 }]), "as it is now");
-    assert_eq!(replayed[2]["directMessage"]["content"], "", "a1 as it is now: deleted");
+    assert!(
+        replayed
+            .iter()
+            .all(|e| e["cursor"].is_string() && e["typing"].is_null())
+    );
+    assert_eq!(
+        replayed[0]["directMessage"]["reactions"],
+        json!([{ "emoji": "🎉", "count": 1 }]),
+        "as it is now"
+    );
+    assert_eq!(
+        replayed[2]["directMessage"]["content"], "",
+        "a1 as it is now: deleted"
+    );
     // ... then live, no repeat.
     dm(&app, &bob, &alice, "live").await;
     let live = feed.next_stored().await;
@@ -2247,8 +2564,19 @@ async fn direct_event_subscriptions_check_cursors() {
     for protocol in PROTOCOLS {
         let mut socket = open(&app, Some(&alice), protocol).await;
         for (id, after) in [("malformed", "garbage!"), ("room", room_cursor.as_str())] {
-            start(&mut socket, protocol, id, &q(DIRECT_EVENTS), json!({ "a": after })).await;
-            assert_eq!(sub_error(&mut socket, id).await, "BAD_USER_INPUT", "{protocol} {id}");
+            start(
+                &mut socket,
+                protocol,
+                id,
+                &q(DIRECT_EVENTS),
+                json!({ "a": after }),
+            )
+            .await;
+            assert_eq!(
+                sub_error(&mut socket, id).await,
+                "BAD_USER_INPUT",
+                "{protocol} {id}"
+            );
         }
     }
 }
@@ -2269,23 +2597,40 @@ async fn typing_shows_to_other_members_and_ends_with_false_or_a_send() {
     let mut alices = room_feed(&app, &alice, &r, None, PROTOCOLS[1]).await;
     sync_room(&app, &bob, &r, &mut [&mut bobs, &mut alices]).await;
 
-    field(&set_typing(&app, Some(&alice), Some(&r), None, true).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), Some(&r), None, true).await,
+        "setTyping",
+    );
     let ev = bobs.wait_typing(&["alice"], 5).await;
     assert_eq!(ev["cursor"], Value::Null, "typing has no cursor");
     assert_eq!(ev["actor"]["username"], "alice");
     assert_eq!(ev["room"]["id"], r.as_str());
     assert_eq!(ev["message"], Value::Null);
     eventually_typing(&app, &bob, &r, &["alice"], 5).await;
-    assert_eq!(typing_in(&app, &alice, &r).await, Vec::<String>::new(), "the viewer left out");
-    assert_eq!(typing_in(&app, &dave, &r).await, Vec::<String>::new(), "a non-member sees nobody");
+    assert_eq!(
+        typing_in(&app, &alice, &r).await,
+        Vec::<String>::new(),
+        "the viewer left out"
+    );
+    assert_eq!(
+        typing_in(&app, &dave, &r).await,
+        Vec::<String>::new(),
+        "a non-member sees nobody"
+    );
 
-    field(&set_typing(&app, Some(&carol), Some(&r), None, true).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&carol), Some(&r), None, true).await,
+        "setTyping",
+    );
     bobs.wait_typing(&["alice", "carol"], 5).await;
     alices.wait_typing(&["carol"], 5).await;
     eventually_typing(&app, &bob, &r, &["alice", "carol"], 5).await;
     eventually_typing(&app, &alice, &r, &["carol"], 5).await;
 
-    field(&set_typing(&app, Some(&alice), Some(&r), None, false).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), Some(&r), None, false).await,
+        "setTyping",
+    );
     bobs.wait_typing(&["carol"], 5).await;
     eventually_typing(&app, &bob, &r, &["carol"], 5).await;
 
@@ -2310,12 +2655,18 @@ async fn typing_holds_ten_seconds_after_the_last_true_then_expires_for_others() 
     let mut bobs = room_feed(&app, &bob, &r, None, PROTOCOLS[0]).await;
     sync_room(&app, &bob, &r, &mut [&mut bobs]).await;
 
-    field(&set_typing(&app, Some(&alice), Some(&r), None, true).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), Some(&r), None, true).await,
+        "setTyping",
+    );
     bobs.wait_typing(&["alice"], 3).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     // Repeated: holds 10 s from here.
     let repeated = Instant::now();
-    field(&set_typing(&app, Some(&alice), Some(&r), None, true).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), Some(&r), None, true).await,
+        "setTyping",
+    );
     // Until 8.5 s after the repeat (past the 12 s by which an expiry of the
     // first `true` would have shown), alice stays typing.
     let hold_until = repeated + Duration::from_millis(8_500);
@@ -2341,7 +2692,10 @@ async fn typing_holds_ten_seconds_after_the_last_true_then_expires_for_others() 
     let left = (repeated + Duration::from_millis(12_300)).saturating_duration_since(Instant::now());
     let ev = bobs.wait_typing(&[], left.as_secs() + 1).await;
     let took = repeated.elapsed();
-    assert!(took <= Duration::from_millis(12_300), "expiry seen after {took:?}");
+    assert!(
+        took <= Duration::from_millis(12_300),
+        "expiry seen after {took:?}"
+    );
     assert_eq!(ev["cursor"], Value::Null);
     eventually_typing(&app, &bob, &r, &[], 1).await;
 }
@@ -2390,7 +2744,11 @@ async fn typing_changes_reach_others_at_most_once_a_second_and_the_last_state_al
         seen.len()
     );
     let (at, last) = seen.last().unwrap();
-    assert_eq!(last, &["alice"], "the last state always reaches others: {seen:?}");
+    assert_eq!(
+        last,
+        &["alice"],
+        "the last state always reaches others: {seen:?}"
+    );
     assert!(
         *at <= burst + Duration::from_millis(2_300),
         "the last state came {at:?} after the burst began ({burst:?} long)"
@@ -2398,7 +2756,10 @@ async fn typing_changes_reach_others_at_most_once_a_second_and_the_last_state_al
 
     // And the end of it too, within 2 s.
     let stopped = Instant::now();
-    field(&set_typing(&app, Some(&alice), Some(&r), None, false).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), Some(&r), None, false).await,
+        "setTyping",
+    );
     bobs.wait_typing(&[], 3).await;
     assert!(stopped.elapsed() <= Duration::from_millis(2_300));
 }
@@ -2452,7 +2813,10 @@ async fn direct_typing_reaches_the_peer_only_and_ends_with_a_send() {
     sync_dm(&app, &alice, &bob, &mut [&mut bobs]).await;
     sync_dm(&app, &alice, &carol, &mut [&mut carols]).await;
 
-    field(&set_typing(&app, Some(&alice), None, Some(&bob.id), true).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), None, Some(&bob.id), true).await,
+        "setTyping",
+    );
     let ev = bobs.wait_dm_typing("alice", true, 5).await;
     assert_eq!(ev["cursor"], Value::Null);
     assert_eq!(ev["actor"]["username"], "alice");
@@ -2462,10 +2826,16 @@ async fn direct_typing_reaches_the_peer_only_and_ends_with_a_send() {
     bobs.wait_dm_typing("alice", false, 5).await;
     // So does false.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    field(&set_typing(&app, Some(&alice), None, Some(&bob.id), true).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), None, Some(&bob.id), true).await,
+        "setTyping",
+    );
     bobs.wait_dm_typing("alice", true, 5).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    field(&set_typing(&app, Some(&alice), None, Some(&bob.id), false).await, "setTyping");
+    field(
+        &set_typing(&app, Some(&alice), None, Some(&bob.id), false).await,
+        "setTyping",
+    );
     bobs.wait_dm_typing("alice", false, 5).await;
 
     // Carol heard none of it (typing included).
@@ -2503,18 +2873,23 @@ async fn two_instances_deliver_one_identical_order_of_events() {
 
     let room = r.as_str();
     let (one_ref, two_ref) = (&one, &two);
-    let acting = join_all([&alice, &bob, &carol].into_iter().enumerate().map(|(n, user)| async move {
-        for k in 0..ROUNDS {
-            let app = if (n + k) % 2 == 0 { one_ref } else { two_ref };
-            let other = if (n + k) % 2 == 0 { two_ref } else { one_ref };
-            let m = sid(&post(app, user, room, &format!("u{n}-{k}")).await);
-            field(&edit(other, Some(user), &m, &format!("u{n}-{k}!")).await, "editMessage");
-            field(&add(app, Some(user), &m, EMOJI[n]).await, "addReaction");
-            if k % 2 == 0 {
-                field(&delete(other, Some(user), &m).await, "deleteMessage");
+    let acting = join_all([&alice, &bob, &carol].into_iter().enumerate().map(
+        |(n, user)| async move {
+            for k in 0..ROUNDS {
+                let app = if (n + k) % 2 == 0 { one_ref } else { two_ref };
+                let other = if (n + k) % 2 == 0 { two_ref } else { one_ref };
+                let m = sid(&post(app, user, room, &format!("u{n}-{k}")).await);
+                field(
+                    &edit(other, Some(user), &m, &format!("u{n}-{k}!")).await,
+                    "editMessage",
+                );
+                field(&add(app, Some(user), &m, EMOJI[n]).await, "addReaction");
+                if k % 2 == 0 {
+                    field(&delete(other, Some(user), &m).await, "deleteMessage");
+                }
             }
-        }
-    }));
+        },
+    ));
     // A third subscriber resumes from the start while all this goes on.
     let late = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -2528,11 +2903,19 @@ async fn two_instances_deliver_one_identical_order_of_events() {
     let c = resumed.until_added("end").await;
     let per_user = ROUNDS * 3 + ROUNDS / 2;
     assert_eq!(a.len(), 3 * per_user + 1, "{:?}", kinds(&a));
-    assert_eq!(cursors(&a), cursors(&b), "the two instances' subscribers disagree");
+    assert_eq!(
+        cursors(&a),
+        cursors(&b),
+        "the two instances' subscribers disagree"
+    );
     assert_eq!(kinds(&a), kinds(&b));
     assert_eq!(cursors(&c), cursors(&a), "the resumed subscriber disagrees");
     let stored = all_events(&two, &bob, &r, Some(&c0)).await;
-    assert_eq!(cursors(&stored), cursors(&a), "the stored order differs from the live one");
+    assert_eq!(
+        cursors(&stored),
+        cursors(&a),
+        "the stored order differs from the live one"
+    );
     let unique: std::collections::HashSet<String> = cursors(&a).into_iter().collect();
     assert_eq!(unique.len(), a.len(), "each event once");
     // Each member's own changes keep their order: ADDED, EDITED, REACTIONS(, DELETED).
@@ -2571,18 +2954,27 @@ async fn typing_and_receipts_cross_instances() {
     let mut bobs = room_feed(&two, &bob, &r, None, PROTOCOLS[0]).await;
     sync_room(&one, &bob, &r, &mut [&mut bobs]).await;
 
-    field(&set_typing(&one, Some(&alice), Some(&r), None, true).await, "setTyping");
+    field(
+        &set_typing(&one, Some(&alice), Some(&r), None, true).await,
+        "setTyping",
+    );
     bobs.wait_typing(&["alice"], 5).await;
     eventually_typing(&two, &bob, &r, &["alice"], 5).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    field(&set_typing(&one, Some(&alice), Some(&r), None, false).await, "setTyping");
+    field(
+        &set_typing(&one, Some(&alice), Some(&r), None, false).await,
+        "setTyping",
+    );
     bobs.wait_typing(&[], 5).await;
     eventually_typing(&two, &bob, &r, &[], 5).await;
 
     // Direct typing across instances too.
     let mut dms = direct_feed(&two, &bob, None, PROTOCOLS[1]).await;
     sync_dm(&one, &alice, &bob, &mut [&mut dms]).await;
-    field(&set_typing(&one, Some(&alice), None, Some(&bob.id), true).await, "setTyping");
+    field(
+        &set_typing(&one, Some(&alice), None, Some(&bob.id), true).await,
+        "setTyping",
+    );
     dms.wait_dm_typing("alice", true, 5).await;
 
     // A receipt moved on one instance reaches the subscriber on the other.
