@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use entity::{
     conversation,
     direct_event::{self, DirectEventKind},
-    direct_message, reaction, user,
+    direct_message, user,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -30,7 +30,7 @@ use crate::{
     error::{AppError, AppResult},
     realtime::{Broker, Event, Topic},
     service::{
-        UnreadCount, count_unread, insert_unless_retry, new_id, now,
+        UnreadCount, count_unread, insert_unless_retry, messages, new_id, now,
         page::{Page, Slice, SortOrder},
         users, validate_client_message_id, validate_content,
     },
@@ -185,21 +185,6 @@ pub async fn message_for_party(
         .ok_or_else(|| AppError::not_found("message not found"))
 }
 
-/// Re-reads a message under both parties' locks, for a change that needs it not deleted.
-pub(super) async fn message_for_change(
-    txn: &DatabaseTransaction,
-    id: Uuid,
-) -> AppResult<direct_message::Model> {
-    let message = direct_message::Entity::find_by_id(id)
-        .one(txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("message not found"))?;
-    if message.deleted_at.is_some() {
-        return Err(AppError::bad_input("the message is deleted"));
-    }
-    Ok(message)
-}
-
 /// The sender only; same content rules as a send; not a deleted message.
 pub async fn edit(
     db: &DatabaseConnection,
@@ -209,26 +194,11 @@ pub async fn edit(
     content: String,
 ) -> AppResult<direct_message::Model> {
     let message = message_for_party(db, viewer, id).await?;
-    if message.sender_id != viewer {
-        return Err(AppError::forbidden("only the sender may edit a message"));
-    }
-    if message.deleted_at.is_some() {
-        return Err(AppError::bad_input("a deleted message cannot be edited"));
-    }
-    validate_content(&content)?;
+    messages::check_edit(message.sender_id, viewer, message.deleted_at, &content)?;
     let txn = db.begin().await?;
     let positions = next_positions(&txn, message.sender_id, message.receiver_id).await?;
-    let mut message = message_for_change(&txn, id).await?;
-    let edited_at = now();
-    direct_message::Entity::update_many()
-        .col_expr(
-            direct_message::Column::Content,
-            Expr::value(content.clone()),
-        )
-        .col_expr(direct_message::Column::EditedAt, Expr::value(edited_at))
-        .filter(direct_message::Column::Id.eq(id))
-        .exec(&txn)
-        .await?;
+    let mut message = messages::for_change::<direct_message::Entity>(&txn, id).await?;
+    let edited_at = messages::write_edit::<direct_message::Entity>(&txn, id, &content).await?;
     let kind = DirectEventKind::MessageEdited;
     append(&txn, &message, kind, Some(id), viewer, positions).await?;
     txn.commit().await?;
@@ -255,7 +225,7 @@ pub async fn delete(
     }
     let txn = db.begin().await?;
     let positions = next_positions(&txn, message.sender_id, message.receiver_id).await?;
-    let mut message = match message_for_change(&txn, id).await {
+    let mut message = match messages::for_change::<direct_message::Entity>(&txn, id).await {
         Ok(message) => message,
         Err(AppError::BadUserInput(_)) => {
             // Deleted meanwhile: the same tombstone.
@@ -264,17 +234,7 @@ pub async fn delete(
         }
         Err(err) => return Err(err),
     };
-    let deleted_at = now();
-    direct_message::Entity::update_many()
-        .col_expr(direct_message::Column::Content, Expr::value(""))
-        .col_expr(direct_message::Column::DeletedAt, Expr::value(deleted_at))
-        .filter(direct_message::Column::Id.eq(id))
-        .exec(&txn)
-        .await?;
-    reaction::Entity::delete_many()
-        .filter(reaction::Column::MessageId.eq(id))
-        .exec(&txn)
-        .await?;
+    let deleted_at = messages::write_tombstone::<direct_message::Entity>(&txn, id).await?;
     let kind = DirectEventKind::MessageDeleted;
     append(&txn, &message, kind, Some(id), viewer, positions).await?;
     txn.commit().await?;

@@ -4,6 +4,7 @@ pub mod direct;
 pub mod follows;
 pub mod geo;
 pub mod live;
+pub mod messages;
 pub mod page;
 pub mod posts;
 pub mod reactions;

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{direct_event::DirectEventKind, reaction, room_event::RoomEventKind};
+use entity::{
+    direct_event::DirectEventKind, direct_message, message, reaction, room_event::RoomEventKind,
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, Set, TransactionTrait, TryInsertResult,
@@ -16,7 +18,7 @@ use uuid::Uuid;
 use crate::{
     error::{AppError, AppResult},
     realtime::Broker,
-    service::{direct, now, rooms, text::validate_emoji},
+    service::{direct, messages, now, rooms, text::validate_emoji},
 };
 
 /// SEMANTICS: at most 20 different emoji per user per message.
@@ -100,7 +102,7 @@ pub async fn change(
             refuse_deleted(message.deleted_at)?;
             let txn = db.begin().await?;
             let seq = rooms::next_seq_as_member(&txn, message.room_id, viewer).await?;
-            rooms::message_for_change(&txn, id).await?;
+            messages::for_change::<message::Entity>(&txn, id).await?;
             if apply(&txn, id, viewer, emoji, add).await? {
                 let kind = RoomEventKind::ReactionsChanged;
                 rooms::append(&txn, message.room_id, seq, kind, Some(id), Some(viewer)).await?;
@@ -117,7 +119,7 @@ pub async fn change(
             let txn = db.begin().await?;
             let positions =
                 direct::next_positions(&txn, message.sender_id, message.receiver_id).await?;
-            direct::message_for_change(&txn, id).await?;
+            messages::for_change::<direct_message::Entity>(&txn, id).await?;
             if apply(&txn, id, viewer, emoji, add).await? {
                 let kind = DirectEventKind::ReactionsChanged;
                 direct::append(&txn, &message, kind, Some(id), viewer, positions).await?;

@@ -32,7 +32,8 @@ use crate::{
     error::{AppError, AppResult},
     realtime::{Broker, Event, Topic},
     service::{
-        UnreadCount, char_len, count_unread, find_by_ids, insert_unless_retry, new_id, now,
+        UnreadCount, char_len, count_unread, find_by_ids, insert_unless_retry, messages, new_id,
+        now,
         page::{Page, Slice, SortOrder},
         validate_client_message_id, validate_content,
     },
@@ -525,21 +526,6 @@ pub async fn readable_message(
     Ok(message)
 }
 
-/// Re-reads a message under its room's lock, for a change that needs it not deleted.
-pub(super) async fn message_for_change(
-    txn: &DatabaseTransaction,
-    id: Uuid,
-) -> AppResult<message::Model> {
-    let message = message::Entity::find_by_id(id)
-        .one(txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("message not found"))?;
-    if message.deleted_at.is_some() {
-        return Err(AppError::bad_input("the message is deleted"));
-    }
-    Ok(message)
-}
-
 /// The sender only; same content rules as a send; not a deleted message.
 pub async fn edit(
     db: &DatabaseConnection,
@@ -549,23 +535,11 @@ pub async fn edit(
     content: String,
 ) -> AppResult<message::Model> {
     let message = readable_message(db, viewer, id).await?;
-    if message.sender_id != viewer {
-        return Err(AppError::forbidden("only the sender may edit a message"));
-    }
-    if message.deleted_at.is_some() {
-        return Err(AppError::bad_input("a deleted message cannot be edited"));
-    }
-    validate_content(&content)?;
+    messages::check_edit(message.sender_id, viewer, message.deleted_at, &content)?;
     let txn = db.begin().await?;
     let seq = next_seq_as_member(&txn, message.room_id, viewer).await?;
-    let mut message = message_for_change(&txn, id).await?;
-    let edited_at = now();
-    message::Entity::update_many()
-        .col_expr(message::Column::Content, Expr::value(content.clone()))
-        .col_expr(message::Column::EditedAt, Expr::value(edited_at))
-        .filter(message::Column::Id.eq(id))
-        .exec(&txn)
-        .await?;
+    let mut message = messages::for_change::<message::Entity>(&txn, id).await?;
+    let edited_at = messages::write_edit::<message::Entity>(&txn, id, &content).await?;
     let kind = RoomEventKind::MessageEdited;
     append(&txn, message.room_id, seq, kind, Some(id), Some(viewer)).await?;
     txn.commit().await?;
@@ -597,7 +571,7 @@ pub async fn delete_message(
     }
     let txn = db.begin().await?;
     let seq = next_seq_as_member(&txn, message.room_id, viewer).await?;
-    let mut message = match message_for_change(&txn, id).await {
+    let mut message = match messages::for_change::<message::Entity>(&txn, id).await {
         Ok(message) => message,
         Err(AppError::BadUserInput(_)) => {
             // Deleted meanwhile: the same tombstone.
@@ -606,17 +580,7 @@ pub async fn delete_message(
         }
         Err(err) => return Err(err),
     };
-    let deleted_at = now();
-    message::Entity::update_many()
-        .col_expr(message::Column::Content, Expr::value(""))
-        .col_expr(message::Column::DeletedAt, Expr::value(deleted_at))
-        .filter(message::Column::Id.eq(id))
-        .exec(&txn)
-        .await?;
-    reaction::Entity::delete_many()
-        .filter(reaction::Column::MessageId.eq(id))
-        .exec(&txn)
-        .await?;
+    let deleted_at = messages::write_tombstone::<message::Entity>(&txn, id).await?;
     let kind = RoomEventKind::MessageDeleted;
     append(&txn, message.room_id, seq, kind, Some(id), Some(viewer)).await?;
     txn.commit().await?;
