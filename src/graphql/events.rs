@@ -68,6 +68,8 @@ pub struct ReactionsPayload {
 /// A member's read position in a room.
 pub struct ReadReceipt {
     member: Arc<room_member::Model>,
+    /// Whose it is, when read with it.
+    user: Option<Arc<entity::user::Model>>,
     /// The message it covers, when read with it.
     message: Option<Option<Arc<entity::message::Model>>>,
 }
@@ -76,6 +78,7 @@ impl ReadReceipt {
     pub fn new(member: room_member::Model) -> Self {
         Self {
             member: Arc::new(member),
+            user: None,
             message: None,
         }
     }
@@ -83,6 +86,7 @@ impl ReadReceipt {
     fn live(receipt: &LiveReceipt) -> Self {
         Self {
             member: receipt.member.clone(),
+            user: receipt.user.clone(),
             message: Some(receipt.message.clone()),
         }
     }
@@ -91,7 +95,10 @@ impl ReadReceipt {
 #[Object]
 impl ReadReceipt {
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
-        User::load_required(ctx, self.member.user_id).await
+        match &self.user {
+            Some(user) => Ok(User::from_arc(user.clone())),
+            None => User::load_required(ctx, self.member.user_id).await,
+        }
     }
 
     /// The newest message the user has read; null if it was deleted or nothing is read yet.

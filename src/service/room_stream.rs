@@ -76,6 +76,8 @@ pub struct MessageExtras {
 #[derive(Clone, Debug)]
 pub struct LiveReceipt {
     pub member: Arc<room_member::Model>,
+    /// Whose it is (None only if their account is gone).
+    pub user: Option<Arc<user::Model>>,
     /// The newest message it covers (None: none, or gone).
     pub message: Option<Arc<message::Model>>,
 }
@@ -462,6 +464,7 @@ async fn read_items(
                         .user_id
                         .and_then(|u| receipts.get(&u))
                         .map(|member| LiveReceipt {
+                            user: people.get(&member.user_id).cloned(),
                             message: member
                                 .receipt_message_id
                                 .and_then(|id| others.get(&id).cloned()),
