@@ -395,6 +395,8 @@ impl EventMutation {
     ) -> async_graphql::Result<bool> {
         let viewer = ctx.require_viewer()?;
         let state = ctx.state();
+        // Each call reads the database; only one change a second goes out.
+        state.rate_limits.send(viewer.user_id)?;
         let place = match (room_id, with_user_id) {
             (Some(room_id), None) => {
                 let room_id = id::decode(&room_id, NodeType::Room)?;
