@@ -640,6 +640,59 @@ async fn sends_are_limited_per_user() {
 }
 
 #[tokio::test]
+async fn reactions_edits_and_typing_share_the_send_budget() {
+    use crate::chat::{SEND, create_room, join};
+    let app = TestApp::spawn_with(|c| {
+        c.limits.sends_per_user_per_second = 1;
+        c.limits.send_burst = 3;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "busy").await;
+    join(&app, &bob, &r).await;
+    let sent = app
+        .ok(
+            Some(&bob.token),
+            SEND,
+            json!({ "i": { "roomId": r, "content": "hi" } }),
+        )
+        .await;
+    let m = sent["sendMessage"]["id"].as_str().unwrap().to_owned();
+    const REACT: &str =
+        "mutation($m: ID!, $e: String!) { addReaction(messageId: $m, emoji: $e) { messageId } }";
+    const TYPE: &str = "mutation($r: ID!) { setTyping(roomId: $r, typing: true) }";
+    const EDIT: &str =
+        "mutation($m: ID!) { editMessage(input: { id: $m, content: \"x\" }) { id } }";
+    for e in ["a", "b", "c"] {
+        app.ok(Some(&alice.token), REACT, json!({ "m": m, "e": e }))
+            .await;
+    }
+    for (doc, vars) in [
+        (REACT, json!({ "m": m, "e": "d" })),
+        (TYPE, json!({ "r": r })),
+    ] {
+        let refused = app.gql(Some(&alice.token), doc, vars).await;
+        assert!(rate_limited(&refused) >= 1, "{refused}");
+    }
+    // Bob spent one of his three on the send: two edits pass, the third is refused.
+    for _ in 0..2 {
+        app.ok(Some(&bob.token), EDIT, json!({ "m": m })).await;
+    }
+    let refused = app.gql(Some(&bob.token), EDIT, json!({ "m": m })).await;
+    assert!(rate_limited(&refused) >= 1, "{refused}");
+    // Nothing refused was stored: three reactions, one edit's worth of content.
+    let reactions = app
+        .ok(
+            Some(&alice.token),
+            "query($m: ID!) { node(id: $m) { ... on Message { content reactions { emoji } } } }",
+            json!({ "m": m }),
+        )
+        .await;
+    assert_eq!(reactions["node"]["reactions"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
 async fn sockets_are_capped_per_address_and_per_user() {
     let app = TestApp::spawn_with(|c| {
         c.limits.sockets_per_ip = 2;
