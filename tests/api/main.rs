@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod chat;
 mod cli;
+mod faults;
 mod hardening;
 mod http_protocol;
 mod layers;
