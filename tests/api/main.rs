@@ -14,6 +14,7 @@ mod http_protocol;
 mod layers;
 mod metrics;
 mod migrations;
+mod props;
 mod schema;
 mod social;
 mod sockets;
