@@ -285,8 +285,9 @@ async fn graphql_get(
     execute(&endpoint, ip, &headers, media, request).await
 }
 
-/// The request a GET carries in its query string; variables and extensions are JSON objects.
-fn body_from_params(mut params: HashMap<String, String>) -> Result<RequestBody, String> {
+/// The request a GET carries in its query string; variables and extensions
+/// are JSON objects. (Public for the fuzz targets.)
+pub fn body_from_params(mut params: HashMap<String, String>) -> Result<RequestBody, String> {
     let query = params
         .remove("query")
         .ok_or_else(|| "missing `query` parameter".to_owned())?;
