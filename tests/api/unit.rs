@@ -192,3 +192,38 @@ fn login_limiter_scans_only_when_full() {
     limiter.reserve("c").unwrap();
     assert_eq!(limiter.tracked(), 3);
 }
+
+/// The clock skew tolerated for `iat` and `nbf` is 30 s, that one included:
+/// a token issued exactly 30 s ahead passes, a minute ahead does not.
+/// (cargo-mutants: `>` → `>=` on either claim went unnoticed.)
+#[test]
+fn access_tokens_from_up_to_30_seconds_ahead_pass() {
+    use confab::auth::token::{FUTURE_LEEWAY_SECS, Keys};
+    let secret = confab::auth::token::random_secret();
+    let ttl = std::time::Duration::from_secs(600);
+    let keys = Keys::new(secret.as_bytes(), ttl, ttl).unwrap();
+    let mint = |ahead_iat: i64, ahead_nbf: Option<i64>| {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({
+            "sub": uuid::Uuid::now_v7(), "sid": uuid::Uuid::now_v7(), "iat": now + ahead_iat,
+            "exp": now + 600, "typ": "access", "iss": "confab", "aud": "confab-api",
+        });
+        if let Some(nbf) = ahead_nbf {
+            claims["nbf"] = (now + nbf).into();
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    // Verified within the second it was made, or later: never refused.
+    assert!(keys.verify_access(&mint(FUTURE_LEEWAY_SECS, None)).is_ok());
+    assert!(
+        keys.verify_access(&mint(0, Some(FUTURE_LEEWAY_SECS)))
+            .is_ok()
+    );
+    assert!(keys.verify_access(&mint(60, None)).is_err());
+    assert!(keys.verify_access(&mint(0, Some(60))).is_err());
+}
