@@ -5,6 +5,12 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
+/// How long a request waits for a PostgreSQL connection (opening a new one
+/// included) before it fails. A healthy pool hands one out in milliseconds;
+/// longer means the database is down or the pool is exhausted, and then
+/// failing fast beats a pile-up of waiting requests.
+pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Connects to `url`. SQLite gets WAL and a single pooled connection, for
 /// two reasons:
 /// - every write is serialised in-process instead of failing with
@@ -22,11 +28,12 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             .map_err(|e| DbErr::Custom(format!("creating {}: {e}", dir.display())))?;
     }
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10));
+    opts.sqlx_logging(false);
     if url.starts_with("sqlite:") {
-        opts.max_connections(1)
+        // Waiting for the one in-process connection, never for a network.
+        // (SeaORM's `connect_timeout` only sets sqlx's acquire timeout too.)
+        opts.acquire_timeout(Duration::from_secs(10))
+            .max_connections(1)
             .min_connections(1)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -35,7 +42,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .foreign_keys(true)
             });
     } else {
-        opts.max_connections(20).min_connections(1);
+        // While the database is unreachable a request fails after
+        // PG_ACQUIRE_TIMEOUT with a coded error instead of waiting: sqlx
+        // retries a refused connection until the acquire deadline, which
+        // also bounds opening a new connection.
+        opts.acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .max_connections(20)
+            .min_connections(1);
     }
     Database::connect(opts).await
 }

@@ -41,11 +41,34 @@ pub fn router(endpoint: Endpoint) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
         .with_state(endpoint)
+        // Innermost, so the timeout and the trace layer see the 500 it makes.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The answer to a request whose handler panicked (a bug): a 500 with a
+/// GraphQL-shaped, coded body instead of a connection dropped mid-request
+/// (hyper's connection task would otherwise die with the panic). The panic
+/// is logged here; its message stays out of the response.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> HttpResponse {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "request handler panicked");
+    request_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        MediaType::Json,
+        "Internal server error",
+        ErrorCode::InternalServerError,
+    )
 }
 
 async fn graphiql_page() -> impl IntoResponse {
@@ -262,8 +285,9 @@ async fn graphql_get(
     execute(&endpoint, ip, &headers, media, request).await
 }
 
-/// The request a GET carries in its query string; variables and extensions are JSON objects.
-fn body_from_params(mut params: HashMap<String, String>) -> Result<RequestBody, String> {
+/// The request a GET carries in its query string; variables and extensions
+/// are JSON objects. (Public for the fuzz targets.)
+pub fn body_from_params(mut params: HashMap<String, String>) -> Result<RequestBody, String> {
     let query = params
         .remove("query")
         .ok_or_else(|| "missing `query` parameter".to_owned())?;

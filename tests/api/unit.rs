@@ -158,3 +158,72 @@ fn login_limiter_drops_expired_windows_first() {
     // And an expired window no longer limits.
     limiter.reserve("a").unwrap();
 }
+
+/// Making room drops expired windows only: a live one (a login at its
+/// limit) stays, and stays limited. (cargo-mutants: `<` → `==` in the
+/// retain went unnoticed.)
+#[test]
+fn login_limiter_keeps_live_windows_when_it_makes_room() {
+    use confab::auth::LoginLimiter;
+    let window = std::time::Duration::from_secs(1);
+    let limiter = LoginLimiter::new(1, window).with_max_keys(3);
+    limiter.reserve("a").unwrap();
+    limiter.reserve("b").unwrap();
+    std::thread::sleep(window + std::time::Duration::from_millis(100));
+    limiter.reserve("carol").unwrap();
+    assert!(limiter.reserve("carol").is_err());
+    assert_eq!(limiter.tracked(), 3);
+    limiter.reserve("dave").unwrap();
+    assert_eq!(limiter.tracked(), 2, "a and b went, carol and dave stay");
+    assert!(limiter.reserve("carol").is_err(), "carol is still limited");
+}
+
+/// While the map has room nothing is scanned or dropped: expired windows
+/// wait until a new key needs their place (a scan of up to 100,000 keys
+/// per new login would hold the lock that every sign-in takes). (cargo-mutants:
+/// `<` → `>` in the room check went unnoticed.)
+#[test]
+fn login_limiter_scans_only_when_full() {
+    use confab::auth::LoginLimiter;
+    let limiter = LoginLimiter::new(1, std::time::Duration::from_millis(20)).with_max_keys(10);
+    limiter.reserve("a").unwrap();
+    limiter.reserve("b").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    limiter.reserve("c").unwrap();
+    assert_eq!(limiter.tracked(), 3);
+}
+
+/// The clock skew tolerated for `iat` and `nbf` is 30 s, that one included:
+/// a token issued exactly 30 s ahead passes, a minute ahead does not.
+/// (cargo-mutants: `>` → `>=` on either claim went unnoticed.)
+#[test]
+fn access_tokens_from_up_to_30_seconds_ahead_pass() {
+    use confab::auth::token::{FUTURE_LEEWAY_SECS, Keys};
+    let secret = confab::auth::token::random_secret();
+    let ttl = std::time::Duration::from_secs(600);
+    let keys = Keys::new(secret.as_bytes(), ttl, ttl).unwrap();
+    let mint = |ahead_iat: i64, ahead_nbf: Option<i64>| {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({
+            "sub": uuid::Uuid::now_v7(), "sid": uuid::Uuid::now_v7(), "iat": now + ahead_iat,
+            "exp": now + 600, "typ": "access", "iss": "confab", "aud": "confab-api",
+        });
+        if let Some(nbf) = ahead_nbf {
+            claims["nbf"] = (now + nbf).into();
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    // Verified within the second it was made, or later: never refused.
+    assert!(keys.verify_access(&mint(FUTURE_LEEWAY_SECS, None)).is_ok());
+    assert!(
+        keys.verify_access(&mint(0, Some(FUTURE_LEEWAY_SECS)))
+            .is_ok()
+    );
+    assert!(keys.verify_access(&mint(60, None)).is_err());
+    assert!(keys.verify_access(&mint(0, Some(60))).is_err());
+}
