@@ -22,7 +22,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
     response::IntoResponse,
 };
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::{
@@ -558,7 +558,22 @@ impl Connection {
         let handle = tokio::spawn(async move {
             let _live = live;
             let mut first = true;
-            while let Some(response) = stream.next().await {
+            loop {
+                // A panic in a resolver (a bug) ends this operation with a
+                // coded error, then `complete`: never a silently dead id.
+                let next = std::panic::AssertUnwindSafe(stream.next()).catch_unwind();
+                let (response, panicked) = match next.await {
+                    Ok(Some(response)) => (response, false),
+                    Ok(None) => break,
+                    Err(_) => {
+                        tracing::error!(id = %task_id, "an operation over a WebSocket panicked");
+                        let error = crate::graphql::error::server_error(
+                            "internal server error",
+                            crate::error::ErrorCode::InternalServerError,
+                        );
+                        (async_graphql::Response::from_errors(vec![error]), true)
+                    }
+                };
                 let out = Outgoing::Result {
                     id: task_id.clone(),
                     generation,
@@ -568,8 +583,8 @@ impl Connection {
                 };
                 first = false;
                 // Waits while the socket is behind: only this client slows down.
-                if tx.send(out).await.is_err() {
-                    return;
+                if tx.send(out).await.is_err() || panicked {
+                    break;
                 }
             }
             let _ = tx

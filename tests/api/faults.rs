@@ -89,23 +89,17 @@ fn post(query: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-/// A resolver that panics gets a 500 with a coded GraphQL-shaped body,
-/// logged, and the same keep-alive connection then serves the next request
-/// (without CatchPanicLayer the connection dies with the panic and the
-/// client reads no response at all).
-#[tokio::test] // current-thread: the server's tasks log to this thread's subscriber
-async fn a_panicking_resolver_is_a_coded_500_and_the_connection_lives_on() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let _logging = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish(),
-    );
-    let db = TestDb::new().await;
-    let data = tempfile::tempdir().unwrap();
-    let mut app = App::build(crate::support::test_config(&db.url, data.path()))
+/// A real served app whose schema panics in any field aliased `boom`: its
+/// address, what stops it, and its task.
+async fn serve_with_panics(
+    db: &TestDb,
+    data: &std::path::Path,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    JoinHandle<std::io::Result<()>>,
+) {
+    let mut app = App::build(crate::support::test_config(&db.url, data))
         .await
         .unwrap();
     app.endpoint = Endpoint {
@@ -126,6 +120,26 @@ async fn a_panicking_resolver_is_a_coded_500_and_the_connection_lives_on() {
     let server = tokio::spawn(app.clone().serve(listener, async move {
         let _ = stopped.await;
     }));
+    (addr, stop, server)
+}
+
+/// A resolver that panics gets a 500 with a coded GraphQL-shaped body,
+/// logged, and the same keep-alive connection then serves the next request
+/// (without CatchPanicLayer the connection dies with the panic and the
+/// client reads no response at all).
+#[tokio::test] // current-thread: the server's tasks log to this thread's subscriber
+async fn a_panicking_resolver_is_a_coded_500_and_the_connection_lives_on() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let db = TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let (addr, stop, server) = serve_with_panics(&db, data.path()).await;
 
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut client, connection) =
@@ -168,6 +182,49 @@ async fn a_panicking_resolver_is_a_coded_500_and_the_connection_lives_on() {
 
     drop(client);
     let _ = connection.await;
+    let _ = stop.send(());
+    within(10, server).await.unwrap().unwrap();
+}
+
+/// An operation that panics over a WebSocket gets a coded `error` for its id
+/// (its task would otherwise die silently: no `error`, no `complete`, the id
+/// taken for good); the socket stays open and the id can be used again.
+#[tokio::test]
+async fn a_panicking_operation_over_a_websocket_ends_with_a_coded_error() {
+    use tokio_tungstenite::{
+        connect_async,
+        tungstenite::{client::IntoClientRequest, http::HeaderValue},
+    };
+    let db = TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let (addr, stop, server) = serve_with_panics(&db, data.path()).await;
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut socket, _) = connect_async(request).await.unwrap();
+    ws::send(&mut socket, json!({ "type": "connection_init" })).await;
+    assert_eq!(ws::next_json(&mut socket).await["type"], "connection_ack");
+    let subscribe =
+        |query: &str| json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+    ws::send(&mut socket, subscribe("{ boom: me { id } }")).await;
+    let error = ws::next_json(&mut socket).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "1");
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{error}"
+    );
+    // The id is free again and the socket serves on.
+    ws::send(&mut socket, subscribe("{ __typename }")).await;
+    let next = ws::next_json(&mut socket).await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["payload"]["data"]["__typename"], "Query");
+    assert_eq!(ws::next_json(&mut socket).await["type"], "complete");
+    drop(socket);
     let _ = stop.send(());
     within(10, server).await.unwrap().unwrap();
 }
