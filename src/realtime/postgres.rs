@@ -1,7 +1,9 @@
 //! Many instances on one PostgreSQL database: one LISTEN connection per
 //! instance feeds its hub, and one notifier per instance sends the wake-ups.
-//! Our own notifications come back through LISTEN too, so publishing never
-//! dispatches locally.
+//! Publishing dispatches to this instance's hub at once (its subscribers
+//! do not wait for a round trip through the database); each notification
+//! names the instance that sent it, and the LISTEN echo of our own is
+//! skipped.
 //!
 //! Why a notifier, after the commit, and not NOTIFY inside the writing
 //! transaction: PostgreSQL takes a database-wide lock for a notifying
@@ -21,6 +23,7 @@ use sea_orm::sqlx::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, task::JoinHandle};
+use uuid::Uuid;
 
 use super::{Broker, Event, Hub, Topic};
 use crate::error::{AppError, AppResult};
@@ -38,6 +41,13 @@ struct Envelope {
     event: Event,
 }
 
+/// One NOTIFY payload: the sending instance and its wake-ups.
+#[derive(Deserialize)]
+struct Notification {
+    origin: Uuid,
+    events: Vec<Envelope>,
+}
+
 pub struct PgBroker {
     hub: Hub,
     queue: mpsc::Sender<Envelope>,
@@ -49,12 +59,15 @@ impl PgBroker {
     /// Starts listening before returning, so nothing committed after this is missed.
     pub async fn start(pool: PgPool) -> AppResult<Self> {
         let hub = Hub::default();
+        // This instance, as its notifications name it.
+        let origin = Uuid::now_v7();
         let listener = connect(&pool).await.map_err(AppError::internal)?;
         let task_hub = hub.clone();
         let listen_pool = pool.clone();
-        let listener = tokio::spawn(async move { listen(listen_pool, listener, task_hub).await });
+        let listener =
+            tokio::spawn(async move { listen(listen_pool, listener, task_hub, origin).await });
         let (queue, pending) = mpsc::channel(QUEUE);
-        let notifier = tokio::spawn(notify(pool, pending));
+        let notifier = tokio::spawn(notify(pool, pending, origin));
         Ok(Self {
             hub,
             queue,
@@ -85,13 +98,15 @@ async fn reconnect(pool: &PgPool) -> PgListener {
     }
 }
 
-async fn listen(pool: PgPool, mut listener: PgListener, hub: Hub) {
+async fn listen(pool: PgPool, mut listener: PgListener, hub: Hub, origin: Uuid) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
-                match serde_json::from_str::<Vec<Envelope>>(notification.payload()) {
-                    Ok(envelopes) => {
-                        for envelope in envelopes {
+                match serde_json::from_str::<Notification>(notification.payload()) {
+                    // Ours: dispatched here when it was published.
+                    Ok(notification) if notification.origin == origin => {}
+                    Ok(notification) => {
+                        for envelope in notification.events {
                             hub.dispatch(envelope.topic, envelope.event);
                         }
                     }
@@ -121,38 +136,40 @@ async fn notifier_connection(pool: &PgPool) -> Result<PgConnection, sqlx::Error>
     Ok(conn)
 }
 
-/// A NOTIFY payload holds less than 8,000 bytes: JSON arrays of envelopes under that.
-fn payloads(batch: &[Envelope]) -> Vec<String> {
+/// A NOTIFY payload holds less than 8,000 bytes: `Notification`s under that,
+/// `{"origin":"…","events":[…]}`.
+fn payloads(origin: Uuid, batch: &[Envelope]) -> Vec<String> {
     const MAX: usize = 7_000;
+    let head = format!("{{\"origin\":\"{origin}\",\"events\":[");
     let mut out = Vec::new();
-    let mut current = String::from("[");
+    let mut current = head.clone();
     for envelope in batch {
         let Ok(one) = serde_json::to_string(envelope) else {
             continue;
         };
-        if current.len() > 1 && current.len() + one.len() + 2 > MAX {
-            current.push(']');
-            out.push(std::mem::replace(&mut current, String::from("[")));
+        if current.len() > head.len() && current.len() + one.len() + 3 > MAX {
+            current.push_str("]}");
+            out.push(std::mem::replace(&mut current, head.clone()));
         }
-        if current.len() > 1 {
+        if current.len() > head.len() {
             current.push(',');
         }
         current.push_str(&one);
     }
-    if current.len() > 1 {
-        current.push(']');
+    if current.len() > head.len() {
+        current.push_str("]}");
         out.push(current);
     }
     out
 }
 
 /// Sends queued wake-ups: what has queued up at once goes in one transaction.
-async fn notify(pool: PgPool, mut pending: mpsc::Receiver<Envelope>) {
+async fn notify(pool: PgPool, mut pending: mpsc::Receiver<Envelope>, origin: Uuid) {
     let mut conn: Option<PgConnection> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut delay = Duration::from_millis(100);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let payloads = payloads(&batch);
+        let payloads = payloads(origin, &batch);
         batch.clear();
         loop {
             let live = match conn.as_mut() {
@@ -197,6 +214,7 @@ impl Drop for PgBroker {
 
 impl Broker for PgBroker {
     fn publish(&self, topic: Topic, event: Event) {
+        self.hub.dispatch(topic, event.clone());
         if self.queue.try_send(Envelope { topic, event }).is_err() {
             tracing::warn!("wake-up queue full; readers catch up on their next head check");
         }
