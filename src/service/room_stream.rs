@@ -407,25 +407,33 @@ async fn read_items(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let room = rooms::find(db, room_id).await?.map(Arc::new);
     let message_ids: Vec<Uuid> = entries
         .iter()
         .filter_map(|(_, m)| m.as_ref().map(|m| m.id))
         .collect();
-    let reactions = reactions::of_messages(db, &message_ids).await?;
-    let receipts: HashMap<Uuid, room_member::Model> = {
-        let readers: Vec<Uuid> = entries
+    let readers: Vec<Uuid> = entries
+        .iter()
+        .filter(|(e, _)| e.kind == RoomEventKind::ReceiptMoved)
+        .filter_map(|(e, _)| e.user_id)
+        .collect();
+    let people = distinct(
+        entries
             .iter()
-            .filter(|(e, _)| e.kind == RoomEventKind::ReceiptMoved)
-            .filter_map(|(e, _)| e.user_id)
-            .collect();
-        rooms::members_among(db, room_id, &readers)
-            .await?
-            .into_iter()
-            .map(|m| (m.user_id, m))
-            .collect()
-    };
-    // Messages named by replies and receipts, and everyone who acted or sent.
+            .flat_map(|(e, m)| e.user_id.into_iter().chain(m.as_ref().map(|m| m.sender_id))),
+    );
+    // Independent reads, at once (a pool on PostgreSQL; SQLite takes them in turn).
+    let (room, reactions, receipts, people) = tokio::try_join!(
+        rooms::find(db, room_id),
+        reactions::of_messages(db, &message_ids),
+        rooms::members_among(db, room_id, &readers),
+        users::find_many(db, &people),
+    )?;
+    let room = room.map(Arc::new);
+    let receipts: HashMap<Uuid, room_member::Model> =
+        receipts.into_iter().map(|m| (m.user_id, m)).collect();
+    let people: HashMap<Uuid, Arc<user::Model>> =
+        people.into_iter().map(|u| (u.id, Arc::new(u))).collect();
+    // Messages named by replies and receipts.
     let others = distinct(
         entries
             .iter()
@@ -436,16 +444,6 @@ async fn read_items(
         .await?
         .into_iter()
         .map(|m| (m.id, Arc::new(m)))
-        .collect();
-    let people = distinct(
-        entries
-            .iter()
-            .flat_map(|(e, m)| e.user_id.into_iter().chain(m.as_ref().map(|m| m.sender_id))),
-    );
-    let people: HashMap<Uuid, Arc<user::Model>> = users::find_many(db, &people)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, Arc::new(u)))
         .collect();
     Ok(entries
         .into_iter()
