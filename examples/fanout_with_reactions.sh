@@ -5,12 +5,13 @@
 #   bash examples/fanout_with_reactions.sh     # from the project's root
 #
 # Runs, N times each (N=2): the probe's fan-out, Confab's (1,000 messageAdded
-# subscribers, 20 sends/s), and two mixed runs where each publish is 4 sends
-# plus an add and a remove of a reaction (a third of the operations are
-# reactions, 20 operations/s): roomEvents subscribers, then messageAdded
-# subscribers. Prints p99/p50 of send->frame for the marked sends and the
-# deliveries. SKIP_PROBE=1 / SKIP_PLAIN=1 leave runs out. Loopback only;
-# every run ends by itself.
+# subscribers, 20 sends/s), and two mixed runs at 20 operations/s of which a
+# third are reactions (each publish a send; every second one also adds or
+# removes a reaction): 1,000 roomEvents subscribers, then 1,000 messageAdded
+# subscribers. BURST=1 adds the same two with the operations in bursts of six.
+# Prints p99/p50 of send->frame for the marked sends and the deliveries.
+# SKIP_PROBE=1 / SKIP_PLAIN=1 leave runs out. Loopback only; every run ends
+# by itself.
 set -uo pipefail
 HERE=$(cd "${PERF_DIR:-../shared/perf}" && pwd)
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
@@ -44,29 +45,41 @@ cdb=$(new_db); cport=$(free_port); work=$(mktemp -d)
 cp=$!; pids+=("$cp"); wait_up "http://127.0.0.1:$cport/healthz"
 python3 "$HERE/setup_confab.py" --url "http://127.0.0.1:$cport/graphql" --users 50 --rooms 10 --seed 100 --out "$OUT/confab.json" >"$OUT/setup.log" 2>&1 || exit 2
 [[ ${SKIP_PLAIN:-0} == 1 ]] || for i in $(seq 1 $N); do run confab_fanout_$i "$OUT/confab.json" "$cp" -s fanout --set subscribers=1000 --set messages=200 --set rate=20; done
-# mixed: each publish = 4 sends + add + remove reaction (a third reactions), roomEvents subscribers
+# mixed: 20 operations/s, a third of them reactions, spread evenly: every
+# publish is one marked send, and every second publish also adds or removes
+# (in turn) a reaction on one message (4 publishes: 4 sends + 2 reactions).
+# BURST=1 adds the harsher shape of earlier runs: each publish is 4 sends and
+# an add and a remove (6 events at once, 3.34 publishes/s).
 python3 - "$OUT/confab.json" "$OUT/mixed.json" "http://127.0.0.1:$cport/graphql" <<'PY'
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 cfg = json.load(open(sys.argv[1])); url = sys.argv[3]
 room = cfg["lists"]["fanout_room"][0]
-tokfile = cfg["auth"]["tokens_file"]
-import os
-tok = open(os.path.join(os.path.dirname(sys.argv[1]), tokfile)).read().split()[0]
+tok = open(os.path.join(os.path.dirname(sys.argv[1]), cfg["auth"]["tokens_file"])).read().split()[0]
 req = urllib.request.Request(url, data=json.dumps({"query": "mutation($r: ID!) { sendMessage(input: {roomId: $r, content: \"reaction target\"}) { id } }", "variables": {"r": room}}).encode(), headers={"content-type": "application/json", "authorization": "Bearer " + tok})
 target = json.load(urllib.request.urlopen(req))["data"]["sendMessage"]["id"]
 cfg["documents"]["onEvents"] = "subscription E($roomId: ID!) { roomEvents(roomId: $roomId) { cursor kind actor { id username } message { id content clientMessageId createdAt sender { id username } reactions { emoji count viewerHasReacted } } } }"
-cfg["documents"]["mix"] = "mutation Mix($input: SendMessageInput!, $plain: SendMessageInput!, $m: ID!) { s1: sendMessage(input: $input) { id } s2: sendMessage(input: $plain) { id } s3: sendMessage(input: $plain) { id } s4: sendMessage(input: $plain) { id } r1: addReaction(messageId: $m, emoji: \"👍\") { messageId } r2: removeReaction(messageId: $m, emoji: \"👍\") { messageId } }"
-sc = dict(cfg["scenarios"]["fanout"])
-sc["sub_document"] = "onEvents"
-sc["publish_document"] = "mix"
-pv = sc["publish_variables"]
-sc["publish_variables"] = {"input": pv["input"], "plain": {"roomId": pv["input"]["roomId"], "content": "plain {{seq}}"}, "m": target}
-sc["publishers"] = 1
-cfg["scenarios"]["mixed"] = sc
-sc2 = dict(sc); sc2["sub_document"] = "onMessage"
-cfg["scenarios"]["mixed_msg"] = sc2
+cfg["documents"]["mix"] = "mutation Mix($input: SendMessageInput!, $m: ID!, $add: Boolean!, $remove: Boolean!) { s: sendMessage(input: $input) { id } a: addReaction(messageId: $m, emoji: \"👍\") @include(if: $add) { messageId } r: removeReaction(messageId: $m, emoji: \"👍\") @include(if: $remove) { messageId } }"
+cfg["documents"]["burst"] = "mutation Burst($input: SendMessageInput!, $plain: SendMessageInput!, $m: ID!) { s1: sendMessage(input: $input) { id } s2: sendMessage(input: $plain) { id } s3: sendMessage(input: $plain) { id } s4: sendMessage(input: $plain) { id } r1: addReaction(messageId: $m, emoji: \"👍\") { messageId } r2: removeReaction(messageId: $m, emoji: \"👍\") { messageId } }"
+cfg["lists"]["mix_add"] = [True, False, False, False]
+cfg["lists"]["mix_remove"] = [False, False, True, False]
+base = cfg["scenarios"]["fanout"]
+pv = base["publish_variables"]
+def scenario(sub, doc, variables):
+    sc = dict(base); sc["sub_document"] = sub; sc["publish_document"] = doc
+    sc["publish_variables"] = variables; sc["publishers"] = 1
+    return sc
+even = {"input": pv["input"], "m": target, "add": "{{seq_pick:mix_add}}", "remove": "{{seq_pick:mix_remove}}"}
+burst = {"input": pv["input"], "plain": {"roomId": pv["input"]["roomId"], "content": "plain {{seq}}"}, "m": target}
+cfg["scenarios"]["mixed"] = scenario("onEvents", "mix", even)
+cfg["scenarios"]["mixed_msg"] = scenario("onMessage", "mix", even)
+cfg["scenarios"]["burst"] = scenario("onEvents", "burst", burst)
+cfg["scenarios"]["burst_msg"] = scenario("onMessage", "burst", burst)
 json.dump(cfg, open(sys.argv[2], "w"), indent=1)
 PY
 cp "$OUT"/*.tokens.txt "$OUT"/ 2>/dev/null
-for i in $(seq 1 $N); do run confab_mixed_$i "$OUT/mixed.json" "$cp" -s mixed --set subscribers=1000 --set messages=100 --set rate=3.34; done
-for i in $(seq 1 $N); do run confab_mixedmsg_$i "$OUT/mixed.json" "$cp" -s mixed_msg --set subscribers=1000 --set messages=100 --set rate=3.34; done
+for i in $(seq 1 $N); do run confab_mixed_$i "$OUT/mixed.json" "$cp" -s mixed --set subscribers=1000 --set messages=134 --set rate=13.34; done
+for i in $(seq 1 $N); do run confab_mixedmsg_$i "$OUT/mixed.json" "$cp" -s mixed_msg --set subscribers=1000 --set messages=134 --set rate=13.34; done
+if [[ ${BURST:-0} == 1 ]]; then
+for i in $(seq 1 $N); do run confab_burst_$i "$OUT/mixed.json" "$cp" -s burst --set subscribers=1000 --set messages=100 --set rate=3.34; done
+for i in $(seq 1 $N); do run confab_burstmsg_$i "$OUT/mixed.json" "$cp" -s burst_msg --set subscribers=1000 --set messages=100 --set rate=3.34; done
+fi
