@@ -114,6 +114,9 @@ pub struct Opts {
     /// Rate limits and socket caps: `off` only for load tests on a trusted network.
     #[arg(long, env = "CONFAB_RATE_LIMITS", value_enum, default_value_t = Switch::On, global = true)]
     pub rate_limits: Switch,
+    /// Identical subscriptions share each event's render: `off` renders per subscriber (comparisons).
+    #[arg(long, env = "CONFAB_SHARED_RENDERS", value_enum, default_value_t = Switch::On, global = true)]
+    pub shared_renders: Switch,
     /// Reverse proxies (CIDR, comma-separated) whose X-Forwarded-For names the client.
     #[arg(
         long,
@@ -146,6 +149,7 @@ impl Opts {
         config.log_format = self.log_format;
         config.introspection = self.introspection;
         config.rate_limits = self.rate_limits == Switch::On;
+        config.shared_renders = self.shared_renders == Switch::On;
         config.trusted_proxies = self.trusted_proxies;
         config
     }

@@ -23,6 +23,9 @@ pub struct Config {
     pub introspection: bool,
     /// Request rate limits and socket caps; off only for load tests on a trusted network.
     pub rate_limits: bool,
+    /// Identical subscriptions share each event's render (`graphql::shared`);
+    /// off renders every event per subscriber (for comparison).
+    pub shared_renders: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits, socket caps).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
@@ -140,6 +143,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_DAYS * 24 * 3600),
             dev_mode: false,
             introspection: true,
+            shared_renders: true,
             rate_limits: true,
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,

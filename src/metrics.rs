@@ -117,6 +117,7 @@ pub struct Metrics {
     websockets: Gauge,
     subscriptions: Gauge,
     events_delivered: Counter,
+    events_shared: Counter,
     feed_resyncs: Counter,
     feed_lagged: Counter,
     feed_lag_events: Histogram,
@@ -176,6 +177,12 @@ impl Metrics {
             "Subscription results (next/data frames) written to WebSockets",
             events_delivered.clone(),
         );
+        let events_shared = Counter::default();
+        registry.register(
+            "subscription_events_shared",
+            "Subscription results sent from a render shared by identical subscriptions (counted in delivered too)",
+            events_shared.clone(),
+        );
         let feed_resyncs = Counter::default();
         registry.register(
             "feed_resyncs",
@@ -202,6 +209,7 @@ impl Metrics {
             websockets,
             subscriptions,
             events_delivered,
+            events_shared,
             feed_resyncs,
             feed_lagged,
             feed_lag_events,
@@ -235,9 +243,12 @@ impl Metrics {
         GaugeGuard::new(&self.subscriptions)
     }
 
-    /// One subscription result written to a socket.
-    pub fn event_delivered(&self) {
+    /// One subscription result written to a socket; `shared`: rendered once for its group.
+    pub fn event_delivered(&self, shared: bool) {
         self.events_delivered.inc();
+        if shared {
+            self.events_shared.inc();
+        }
     }
 
     /// A live feed re-reads its window because it may have missed events.

@@ -13,7 +13,6 @@
 
 use std::{borrow::Cow, collections::HashMap, pin::Pin, time::Duration};
 
-use async_graphql::Response;
 use axum::{
     extract::{
         State,
@@ -37,7 +36,7 @@ use crate::{
         rate::{ClientIp, SocketPermit},
     },
     error::{AppError, AppResult, ErrorCode},
-    graphql::{Caller, Endpoint, RequestBody, operation_of},
+    graphql::{Caller, Endpoint, Payload, RequestBody, operation_of},
     metrics::Operation,
     realtime::{Event, Topic, TopicReceiver},
     service::sessions,
@@ -148,7 +147,7 @@ enum Outgoing {
     Result {
         id: String,
         generation: u64,
-        response: Box<Response>,
+        payload: Payload,
         first: bool,
         /// A subscription's event (not a query's or mutation's one answer).
         event: bool,
@@ -330,9 +329,11 @@ impl Connection {
     }
 
     async fn send(&mut self, message: Json) -> Result<(), axum::Error> {
-        self.socket
-            .send(Message::Text(message.to_string().into()))
-            .await
+        self.send_text(message.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), axum::Error> {
+        self.socket.send(Message::Text(text.into())).await
     }
 
     /// Handles one client message.
@@ -562,8 +563,8 @@ impl Connection {
                 // A panic in a resolver (a bug) ends this operation with a
                 // coded error, then `complete`: never a silently dead id.
                 let next = std::panic::AssertUnwindSafe(stream.next()).catch_unwind();
-                let (response, panicked) = match next.await {
-                    Ok(Some(response)) => (response, false),
+                let (payload, panicked) = match next.await {
+                    Ok(Some(payload)) => (payload, false),
                     Ok(None) => break,
                     Err(_) => {
                         tracing::error!(id = %task_id, "an operation over a WebSocket panicked");
@@ -571,13 +572,14 @@ impl Connection {
                             "internal server error",
                             crate::error::ErrorCode::InternalServerError,
                         );
-                        (async_graphql::Response::from_errors(vec![error]), true)
+                        let response = async_graphql::Response::from_errors(vec![error]);
+                        (Payload::Response(Box::new(response)), true)
                     }
                 };
                 let out = Outgoing::Result {
                     id: task_id.clone(),
                     generation,
-                    response: Box::new(response),
+                    payload,
                     first,
                     event,
                 };
@@ -602,32 +604,42 @@ impl Connection {
             Outgoing::Result {
                 id,
                 generation,
-                response,
+                payload,
                 first,
                 event,
             } => {
                 if self.active.get(&id).map(|(g, _)| *g) != Some(generation) {
                     return Ok(()); // completed by the client meanwhile
                 }
-                let failed = first
-                    && matches!(response.data, async_graphql::Value::Null)
-                    && !response.errors.is_empty();
-                if failed {
-                    // Validation or authorization failed before the stream began.
-                    if let Some((_, handle)) = self.active.remove(&id) {
-                        handle.abort();
+                let serialised;
+                let body: &str = match &payload {
+                    Payload::Shared(shared) => shared,
+                    Payload::Response(response) => {
+                        let failed = first
+                            && matches!(response.data, async_graphql::Value::Null)
+                            && !response.errors.is_empty();
+                        if failed {
+                            // Validation or authorization failed before the stream began.
+                            if let Some((_, handle)) = self.active.remove(&id) {
+                                handle.abort();
+                            }
+                            let errors =
+                                serde_json::to_value(&response.errors).unwrap_or(Json::Null);
+                            let payload = self.error_payload(errors);
+                            return self
+                                .send(json!({"type": "error", "id": id, "payload": payload}))
+                                .await;
+                        }
+                        serialised = serde_json::to_string(&**response)
+                            .unwrap_or_else(|_| "null".to_owned());
+                        &serialised
                     }
-                    let errors = serde_json::to_value(&response.errors).unwrap_or(Json::Null);
-                    let payload = self.error_payload(errors);
-                    return self
-                        .send(json!({"type": "error", "id": id, "payload": payload}))
-                        .await;
-                }
-                let payload = serde_json::to_value(&*response).unwrap_or(Json::Null);
-                self.send(json!({"type": self.protocol.data(), "id": id, "payload": payload}))
+                };
+                self.send_text(frame(self.protocol.data(), &id, body))
                     .await?;
                 if event {
-                    self.endpoint.state.metrics.event_delivered();
+                    let shared = matches!(payload, Payload::Shared(_));
+                    self.endpoint.state.metrics.event_delivered(shared);
                 }
                 Ok(())
             }
@@ -640,6 +652,21 @@ impl Connection {
             }
         }
     }
+}
+
+/// `{"type":kind,"id":id,"payload":payload}`, written straight from the
+/// payload's JSON text (shared by every subscriber of a group).
+fn frame(kind: &str, id: &str, payload: &str) -> String {
+    let id = Json::from(id).to_string();
+    let mut text = String::with_capacity(payload.len() + id.len() + 32);
+    text.push_str(r#"{"type":""#);
+    text.push_str(kind);
+    text.push_str(r#"","id":"#);
+    text.push_str(&id);
+    text.push_str(r#","payload":"#);
+    text.push_str(payload);
+    text.push('}');
+    text
 }
 
 /// Whether a read failed on a frame or message over the size cap.

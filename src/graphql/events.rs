@@ -16,6 +16,7 @@ use crate::{
         id::{self, ListKind, NodeType, decode_cursor, encode_cursor},
         room::{Message, Room},
         scalars::DateTime,
+        shared::{Identity, Part, Shareable, Shared},
         user::User,
     },
     realtime::TypingPlace,
@@ -36,14 +37,18 @@ pub struct Reaction {
     viewer_has_reacted: bool,
 }
 
-/// The groups as the viewer sees them (in the groups' order).
-pub fn reactions_for(groups: &[ReactionGroup], viewer: Option<Uuid>) -> Vec<Reaction> {
+/// The groups as the viewer sees them (in the groups' order), who is told
+/// by `viewer_among` whether they are among a group's users.
+pub fn reactions_for(
+    groups: &[ReactionGroup],
+    viewer_among: impl Fn(&[Uuid]) -> bool,
+) -> Vec<Reaction> {
     groups
         .iter()
         .map(|g| Reaction {
             emoji: g.emoji.clone(),
             count: i32::try_from(g.users.len()).unwrap_or(i32::MAX),
-            viewer_has_reacted: viewer.is_some_and(|v| g.users.contains(&v)),
+            viewer_has_reacted: viewer_among(&g.users),
         })
         .collect()
 }
@@ -54,8 +59,9 @@ pub async fn load_reactions(
     message_id: Uuid,
 ) -> async_graphql::Result<Vec<Reaction>> {
     let groups = ctx.loaders().reactions().load_one(message_id).await?;
-    let viewer = ctx.viewer().map(|v| v.user_id);
-    Ok(groups.map_or_else(Vec::new, |g| reactions_for(&g, viewer)))
+    Ok(groups.map_or_else(Vec::new, |g| {
+        reactions_for(&g, |users| ctx.viewer_among(users))
+    }))
 }
 
 #[derive(SimpleObject)]
@@ -175,6 +181,17 @@ impl RoomEvent {
     }
 }
 
+/// An event renders from the item every subscriber of the room receives.
+impl Shareable for RoomEvent {
+    fn identity(&self) -> Option<Identity> {
+        let part: Part = match &self.0 {
+            RoomFeedItem::Stored(item) => item.clone(),
+            RoomFeedItem::Typing(change) => change.clone(),
+        };
+        Some(Identity::new(vec![Some(part)]))
+    }
+}
+
 pub fn room_event_cursor(item: &StreamItem) -> String {
     encode_cursor(ListKind::RoomEvents, &item.seq, item.room_id)
 }
@@ -236,7 +253,11 @@ impl RoomEvent {
         let RoomFeedItem::Typing(change) = &self.0 else {
             return None;
         };
-        let viewer = ctx.viewer().map(|v| v.user_id);
+        let ids: Vec<Uuid> = change.typing.iter().map(|u| u.id).collect();
+        let viewer = match ctx.viewer_among(&ids) {
+            true => ctx.viewer().map(|v| v.user_id),
+            false => None,
+        };
         Some(
             change
                 .typing
@@ -438,7 +459,7 @@ async fn react(
     let groups = reactions::change(&state.db, broker, viewer.user_id, target, emoji, add).await?;
     Ok(ReactionsPayload {
         message_id,
-        reactions: reactions_for(&groups, Some(viewer.user_id)),
+        reactions: reactions_for(&groups, |users| users.contains(&viewer.user_id)),
     })
 }
 
@@ -453,7 +474,7 @@ impl EventSubscription {
         ctx: &Context<'_>,
         room_id: ID,
         after: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = RoomEvent> + use<>> {
+    ) -> async_graphql::Result<impl Stream<Item = Shared<RoomEvent>> + use<>> {
         let viewer = ctx.require_viewer()?;
         let room_id = id::decode(&room_id, NodeType::Room)?;
         let after = after
@@ -474,7 +495,7 @@ impl EventSubscription {
             match &item {
                 // One's own typing is not news to oneself.
                 RoomFeedItem::Typing(change) if change.actor.id == me => None,
-                RoomFeedItem::Typing(_) | RoomFeedItem::Stored(_) => Some(RoomEvent(item)),
+                RoomFeedItem::Typing(_) | RoomFeedItem::Stored(_) => Some(Shared(RoomEvent(item))),
             }
         }))
     }

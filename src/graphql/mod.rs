@@ -12,6 +12,7 @@ pub mod loaders;
 pub mod node;
 pub mod room;
 pub mod scalars;
+pub mod shared;
 pub mod social;
 pub mod user;
 
@@ -33,6 +34,7 @@ use crate::{
 };
 
 pub use context::ContextExt;
+pub use shared::Payload;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -110,6 +112,8 @@ pub struct Caller {
 pub struct Endpoint {
     pub schema: ConfabSchema,
     pub state: AppState,
+    /// Identical subscriptions, whose events are rendered once for all.
+    groups: Arc<shared::Groups>,
 }
 
 impl Endpoint {
@@ -120,7 +124,16 @@ impl Endpoint {
             state.config.dev_mode,
             state.config.introspection,
         );
-        Self { schema, state }
+        Self::with_schema(schema, state)
+    }
+
+    /// An endpoint serving another build of the schema (tests).
+    pub fn with_schema(schema: ConfabSchema, state: AppState) -> Self {
+        Self {
+            schema,
+            state,
+            groups: Arc::default(),
+        }
     }
 
     fn prepare(&self, request: Request, caller: Caller) -> Request {
@@ -146,28 +159,40 @@ impl Endpoint {
         response
     }
 
-    /// Executes any operation as a stream of responses (a subscription's events).
+    /// Executes any operation as a stream of responses (a subscription's
+    /// events). A subscription's events may come rendered once for every
+    /// identical subscription (`shared`).
     pub fn execute_stream(
         &self,
         mut request: Request,
         caller: Caller,
-    ) -> impl Stream<Item = Response> + Send + 'static {
+    ) -> impl Stream<Item = Payload> + Send + 'static {
         let state = self.state.clone();
         let started = Instant::now();
         let operation = operation_of(&mut request);
         let mut tally = Tally::new(&self.state.metrics, operation, started);
+        let sharing = (operation == Operation::Subscription && self.state.config.shared_renders)
+            .then(|| self.groups.join(&request, caller.viewer.map(|v| v.user_id)));
         let stream = match self.refuse(&mut request) {
-            None => self
-                .schema
-                .execute_stream(self.prepare(request, caller))
-                .left_stream(),
+            None => {
+                let mut request = self.prepare(request, caller);
+                if let Some(sharing) = &sharing {
+                    request = request.data(sharing.clone());
+                }
+                self.schema.execute_stream(request).left_stream()
+            }
             Some(failed) => futures_util::stream::iter([failed]).right_stream(),
         };
         stream.map(move |mut response| {
             error::finish(&state, &mut response);
             tally.record(&response);
-            response
+            Payload::of(response, sharing.as_deref())
         })
+    }
+
+    /// How many groups of identical subscriptions are live.
+    pub fn shared_groups(&self) -> usize {
+        self.groups.live()
     }
 }
 

@@ -23,6 +23,7 @@ use crate::{
         },
         id::{self, ListKind, NodeType, encode_cursor},
         scalars::DateTime,
+        shared::{Identity, Part, Shareable, Shared},
         user::User,
     },
     realtime::TypingPlace,
@@ -341,6 +342,20 @@ impl Message {
     }
 }
 
+/// A live message renders from its model, sender and extras alone (what the
+/// room reader shares among subscribers); without extras its reactions come
+/// through the viewer's DataLoaders, so it is not shared.
+impl Shareable for Message {
+    fn identity(&self) -> Option<Identity> {
+        let extras = self.extras.clone()?;
+        Some(Identity::new(vec![
+            Some(self.model.clone() as Part),
+            self.sender.clone().map(|s| s as Part),
+            Some(extras as Part),
+        ]))
+    }
+}
+
 #[Object]
 impl Message {
     pub async fn id(&self) -> ID {
@@ -400,10 +415,9 @@ impl Message {
     /// Reactions by emoji, the most used first (ties: the earliest first).
     async fn reactions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Reaction>> {
         match &self.extras {
-            Some(extras) => Ok(events::reactions_for(
-                &extras.reactions,
-                ctx.viewer().map(|v| v.user_id),
-            )),
+            Some(extras) => Ok(events::reactions_for(&extras.reactions, |users| {
+                ctx.viewer_among(users)
+            })),
             None => events::load_reactions(ctx, self.model.id).await,
         }
     }
@@ -636,7 +650,7 @@ impl RoomSubscription {
         &self,
         ctx: &Context<'_>,
         room_id: ID,
-    ) -> async_graphql::Result<impl Stream<Item = Message> + use<>> {
+    ) -> async_graphql::Result<impl Stream<Item = Shared<Message>> + use<>> {
         let viewer = ctx.require_viewer()?;
         let room_id = id::decode(&room_id, NodeType::Room)?;
         let state = ctx.state();
@@ -649,6 +663,6 @@ impl RoomSubscription {
             None,
         )
         .await?;
-        Ok(feed.into_messages().map(Message::live))
+        Ok(feed.into_messages().map(|m| Shared(Message::live(m))))
     }
 }

@@ -102,18 +102,16 @@ async fn serve_with_panics(
     let mut app = App::build(crate::support::test_config(&db.url, data))
         .await
         .unwrap();
-    app.endpoint = Endpoint {
-        schema: Schema::build(
-            Query::default(),
-            Mutation::default(),
-            Subscription::default(),
-        )
-        .register_output_type::<NodeInterface>()
-        .data(app.state.clone())
-        .extension(PanicOnBoom)
-        .finish(),
-        state: app.state.clone(),
-    };
+    let schema = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .register_output_type::<NodeInterface>()
+    .data(app.state.clone())
+    .extension(PanicOnBoom)
+    .finish();
+    app.endpoint = Endpoint::with_schema(schema, app.state.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -17,6 +17,7 @@ mod metrics;
 mod migrations;
 mod props;
 mod schema;
+mod shared_renders;
 mod social;
 mod sockets;
 mod subscriptions;

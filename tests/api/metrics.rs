@@ -15,10 +15,10 @@ use crate::{
 };
 
 /// Every sample of a scrape, by its name with labels.
-struct Scrape(HashMap<String, f64>);
+pub struct Scrape(HashMap<String, f64>);
 
 impl Scrape {
-    async fn take(app: &TestApp) -> Self {
+    pub async fn take(app: &TestApp) -> Self {
         let (status, headers, body) = app
             .request(Request::get("/metrics").body(Body::empty()).unwrap())
             .await;
@@ -40,7 +40,7 @@ impl Scrape {
         Self(samples)
     }
 
-    fn get(&self, series: &str) -> f64 {
+    pub fn get(&self, series: &str) -> f64 {
         *self
             .0
             .get(series)
@@ -48,7 +48,7 @@ impl Scrape {
     }
 
     /// How much each of `series` moved since `before`.
-    fn moved(&self, before: &Self, series: &str) -> f64 {
+    pub fn moved(&self, before: &Self, series: &str) -> f64 {
         self.get(series) - before.get(series)
     }
 }
