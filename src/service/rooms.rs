@@ -22,8 +22,9 @@ use entity::{
     room_member,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
@@ -684,6 +685,13 @@ pub async fn send(
 ) -> AppResult<message::Model> {
     validate_content(&input.content)?;
     validate_client_message_id(input.client_message_id.as_deref())?;
+    if db.get_database_backend() == DbBackend::Postgres
+        && input.reply_to.is_none()
+        && let Some(model) = send_in_one_statement(db, viewer, &input).await?
+    {
+        announce(broker, model.room_id, model.seq);
+        return Ok(model);
+    }
     let txn = db.begin().await?;
     let seq = next_seq_as_member(&txn, input.room_id, viewer).await?;
     if let Some(id) = input.reply_to {
@@ -717,6 +725,70 @@ pub async fn send(
     txn.commit().await?;
     announce(broker, model.room_id, seq);
     Ok(model)
+}
+
+/// PostgreSQL: the common send (no reply) as one statement, so one round
+/// trip instead of five: take the room's next position under its row lock
+/// if the sender is a member, insert the message and its stream position,
+/// commit. The same rules as `send`'s transaction, whose `UPDATE … WHERE
+/// EXISTS (member)` this is; the row lock is held to the commit, so stream
+/// order is commit order. None: nothing was written (not a member, no such
+/// room, or a retried `clientMessageId`, which the unique index refuses with
+/// the whole statement), and `send`'s transaction says why or finds the first.
+async fn send_in_one_statement(
+    db: &DatabaseConnection,
+    viewer: Uuid,
+    input: &NewMessage,
+) -> AppResult<Option<message::Model>> {
+    const SQL: &str = r#"
+WITH bump AS (
+    UPDATE rooms SET last_seq = last_seq + 1
+    WHERE id = $1
+      AND EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)
+    RETURNING last_seq
+), msg AS (
+    INSERT INTO messages (id, room_id, sender_id, content, client_message_id, created_at, seq)
+    SELECT $3, $1, $2, $4, $5, $6, last_seq FROM bump
+    RETURNING seq
+)
+INSERT INTO room_events (room_id, seq, kind, message_id, user_id, created_at)
+SELECT $1, seq, $7, $3, $2, $6 FROM msg
+RETURNING seq"#;
+    let id = new_id();
+    let created_at = now();
+    let kind: sea_orm::Value = RoomEventKind::Message.into_value().into();
+    let values = [
+        input.room_id.into(),
+        viewer.into(),
+        id.into(),
+        input.content.clone().into(),
+        input.client_message_id.clone().into(),
+        created_at.into(),
+        kind,
+    ];
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, SQL, values);
+    let row = match db.query_one_raw(statement).await {
+        Ok(row) => row,
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            return Ok(None);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(message::Model {
+        id,
+        room_id: input.room_id,
+        sender_id: viewer,
+        content: input.content.clone(),
+        client_message_id: input.client_message_id.clone(),
+        created_at,
+        seq: row.try_get::<i64>("", "seq")?,
+        edited_at: None,
+        deleted_at: None,
+        reply_to_id: None,
+    }))
 }
 
 /// One position of a room's stream, with its message if it holds one.
