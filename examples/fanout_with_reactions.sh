@@ -10,7 +10,8 @@
 # removes a reaction): 1,000 roomEvents subscribers, then 1,000 messageAdded
 # subscribers. BURST=1 adds the same two with the operations in bursts of six.
 # Prints p99/p50 of send->frame for the marked sends and the deliveries.
-# SKIP_PROBE=1 / SKIP_PLAIN=1 leave runs out. Loopback only; every run ends
+# SKIP_PROBE=1 / SKIP_PLAIN=1 leave runs out; CONFAB_BIN names another build
+# and CONFAB_ARGS adds server flags (e.g. --shared-renders off). Loopback only; every run ends
 # by itself.
 set -uo pipefail
 HERE=$(cd "${PERF_DIR:-../shared/perf}" && pwd)
@@ -20,7 +21,7 @@ N=${N:-2}
 T=${PERF_TARGET:-/tmp/confab-perf-target}/release
 G=$T/gqlload
 PROBE=$T/perfprobe
-BIN=$PWD/target/release/confab
+BIN=${CONFAB_BIN:-$PWD/target/release/confab}
 pids=(); dbs=()
 cleanup() { for p in "${pids[@]:-}"; do [[ -n $p ]] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   for d in "${dbs[@]:-}"; do [[ -n $d ]] && psql "$PG/postgres" -qc "drop database if exists $d with (force)" >/dev/null 2>&1; done; }
@@ -41,7 +42,7 @@ for i in $(seq 1 $N); do run probe_fanout_$i "$OUT/probe.json" "$pp" -s fanout -
 kill "$pp"; wait "$pp" 2>/dev/null
 fi
 cdb=$(new_db); cport=$(free_port); work=$(mktemp -d)
-(cd "$work" && DATABASE_URL=$PG/$cdb BIND_ADDR=127.0.0.1:$cport RUST_LOG=warn CONFAB_RATE_LIMITS=off exec "$BIN" serve) >"$OUT/confab.log" 2>&1 &
+(cd "$work" && DATABASE_URL=$PG/$cdb BIND_ADDR=127.0.0.1:$cport RUST_LOG=warn CONFAB_RATE_LIMITS=off exec "$BIN" serve ${CONFAB_ARGS:-}) >"$OUT/confab.log" 2>&1 &
 cp=$!; pids+=("$cp"); wait_up "http://127.0.0.1:$cport/healthz"
 python3 "$HERE/setup_confab.py" --url "http://127.0.0.1:$cport/graphql" --users 50 --rooms 10 --seed 100 --out "$OUT/confab.json" >"$OUT/setup.log" 2>&1 || exit 2
 [[ ${SKIP_PLAIN:-0} == 1 ]] || for i in $(seq 1 $N); do run confab_fanout_$i "$OUT/confab.json" "$cp" -s fanout --set subscribers=1000 --set messages=200 --set rate=20; done
