@@ -14,6 +14,10 @@ use confab::{
 use migration::{Migrator, MigratorTrait};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.opts.log_format);

@@ -1,9 +1,6 @@
 //! Rooms, their members and messages, and `messageAdded`.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Subscription};
 use entity::{message, room, room_member, user};
@@ -31,7 +28,6 @@ use crate::{
         page::{Page, Slice},
         room_stream::{self, LiveMessage, MessageExtras, RoomFeedItem},
         rooms::{self, NewMessage, RoomChanges},
-        users,
     },
 };
 
@@ -72,14 +68,17 @@ impl Room {
         ctx: &Context<'_>,
         id: Uuid,
     ) -> async_graphql::Result<Option<Self>> {
-        let Some(room) = rooms::find(ctx.db(), id).await? else {
-            return Ok(None);
-        };
-        let membership = match ctx.viewer() {
-            Some(viewer) => rooms::membership(ctx.db(), id, viewer.user_id)
-                .await?
-                .map(Arc::new),
-            None => None,
+        let (room, membership) = match ctx.viewer() {
+            Some(viewer) => {
+                match rooms::find_with_membership(ctx.db(), id, viewer.user_id).await? {
+                    Some((room, membership)) => (room, membership.map(Arc::new)),
+                    None => return Ok(None),
+                }
+            }
+            None => match rooms::find(ctx.db(), id).await? {
+                Some(room) => (room, None),
+                None => return Ok(None),
+            },
         };
         Ok(Some(Self(
             Arc::new(room),
@@ -103,11 +102,6 @@ impl Room {
         rooms::check_reader(self.viewer_membership(ctx).await?.as_deref())?;
         Ok(viewer)
     }
-}
-
-/// Each id once.
-fn distinct(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
-    ids.collect::<HashSet<_>>().into_iter().collect()
 }
 
 fn count(n: i64) -> i32 {
@@ -198,18 +192,14 @@ impl Room {
         let args = PageArgs::new(first, after, last, before);
         let page = args.page(ListKind::Messages)?;
         self.require_member(ctx).await?;
-        let slice = rooms::messages(ctx.db(), self.0.id, &page).await?;
-        // The page's senders in one query now, not one DataLoader round per page later.
-        let senders =
-            users::find_many(ctx.db(), &distinct(slice.items.iter().map(|m| m.sender_id)))
-                .await?
-                .into_iter()
-                .map(|u| (u.id, Arc::new(u)))
-                .collect::<HashMap<_, _>>();
-        Ok(MessageConnection::new(slice, |m| MessageEdge {
+        // The page with its senders in one statement, not a DataLoader round later.
+        let slice = rooms::messages_with_senders(ctx.db(), self.0.id, &page).await?;
+        let mut senders: HashMap<Uuid, Arc<entity::user::Model>> = HashMap::new();
+        Ok(MessageConnection::new(slice, |(m, sender)| MessageEdge {
             cursor: encode_cursor(ListKind::Messages, &m.seq, m.id),
             node: Message::live(LiveMessage {
-                sender: senders.get(&m.sender_id).cloned(),
+                // One Arc per sender, however many of the page's messages are theirs.
+                sender: sender.map(|u| senders.entry(u.id).or_insert_with(|| Arc::new(u)).clone()),
                 message: Arc::new(m),
                 extras: None,
             }),

@@ -19,13 +19,13 @@ use chrono::{DateTime, Utc};
 use entity::{
     message, reaction, room,
     room_event::{self, RoomEventKind},
-    room_member,
+    room_member, user,
 };
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-    Statement, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Query},
+    DatabaseTransaction, DbBackend, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    Set, SqlErr, Statement, TransactionTrait,
+    sea_query::{Expr, ExprTrait, IntoCondition, Query},
 };
 use uuid::Uuid;
 
@@ -96,6 +96,28 @@ pub async fn membership(
     user_id: Uuid,
 ) -> AppResult<Option<room_member::Model>> {
     Ok(room_member::Entity::find_by_id((room_id, user_id))
+        .one(db)
+        .await?)
+}
+
+/// A room with `user_id`'s membership of it (None: not a member), in one statement.
+pub async fn find_with_membership(
+    db: &impl ConnectionTrait,
+    room_id: Uuid,
+    user_id: Uuid,
+) -> AppResult<Option<(room::Model, Option<room_member::Model>)>> {
+    let membership = room::Entity::belongs_to(room_member::Entity)
+        .from(room::Column::Id)
+        .to(room_member::Column::RoomId)
+        .on_condition(move |_, member| {
+            Expr::col((member, room_member::Column::UserId))
+                .eq(user_id)
+                .into_condition()
+        })
+        .into();
+    Ok(room::Entity::find_by_id(room_id)
+        .join(JoinType::LeftJoin, membership)
+        .select_also(room_member::Entity)
         .one(db)
         .await?)
 }
@@ -650,19 +672,27 @@ pub async fn members(
 }
 
 /// A room's history in stream (commit) order, oldest first: a message that
-/// commits after a page was read never sorts before that page's end. The
-/// caller checked membership.
-pub async fn messages(
+/// commits after a page was read never sorts before that page's end. Each
+/// message comes with its sender (None only if the account is gone), in one
+/// statement. The caller checked membership.
+pub async fn messages_with_senders(
     db: &impl ConnectionTrait,
     room_id: Uuid,
     page: &Page<i64>,
-) -> AppResult<Slice<message::Model>> {
-    let select = page.apply(
-        message::Entity::find().filter(message::Column::RoomId.eq(room_id)),
-        Expr::col((message::Entity, message::Column::Seq)),
-        Expr::col((message::Entity, message::Column::Id)),
-        SortOrder::Asc,
-    );
+) -> AppResult<Slice<(message::Model, Option<user::Model>)>> {
+    let sender = message::Entity::belongs_to(user::Entity)
+        .from(message::Column::SenderId)
+        .to(user::Column::Id)
+        .into();
+    let select = page
+        .apply(
+            message::Entity::find().filter(message::Column::RoomId.eq(room_id)),
+            Expr::col((message::Entity, message::Column::Seq)),
+            Expr::col((message::Entity, message::Column::Id)),
+            SortOrder::Asc,
+        )
+        .join(JoinType::LeftJoin, sender)
+        .select_also(user::Entity);
     Ok(page.finish(select.all(db).await?))
 }
 
