@@ -21,7 +21,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
     response::IntoResponse,
 };
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::{
@@ -41,6 +41,9 @@ use crate::{
     realtime::{Event, Topic, TopicReceiver},
     service::sessions,
 };
+
+/// Frames written before one flush when several are ready at once.
+const WRITE_BATCH: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -293,7 +296,18 @@ impl Connection {
                     }
                 }
                 Some(out) = self.rx.recv() => {
-                    if self.deliver(out).await.is_err() {
+                    // What else is ready goes out in the same write: one
+                    // flush (one syscall) for a burst, not one per frame.
+                    let mut next = Some(out);
+                    let mut batch = 0;
+                    while let Some(out) = next {
+                        if self.deliver(out).await.is_err() {
+                            return None;
+                        }
+                        batch += 1;
+                        next = (batch < WRITE_BATCH).then(|| self.rx.try_recv().ok()).flatten();
+                    }
+                    if self.socket.flush().await.is_err() {
                         return None;
                     }
                 }
@@ -334,6 +348,11 @@ impl Connection {
 
     async fn send_text(&mut self, text: String) -> Result<(), axum::Error> {
         self.socket.send(Message::Text(text.into())).await
+    }
+
+    /// Queues a frame without flushing (the caller flushes).
+    async fn feed_text(&mut self, text: String) -> Result<(), axum::Error> {
+        self.socket.feed(Message::Text(text.into())).await
     }
 
     /// Handles one client message.
@@ -635,7 +654,7 @@ impl Connection {
                         &serialised
                     }
                 };
-                self.send_text(frame(self.protocol.data(), &id, body))
+                self.feed_text(frame(self.protocol.data(), &id, body))
                     .await?;
                 if event {
                     let shared = matches!(payload, Payload::Shared(_));
