@@ -84,3 +84,5 @@ if [[ ${BURST:-0} == 1 ]]; then
 for i in $(seq 1 $N); do run confab_burst_$i "$OUT/mixed.json" "$cp" -s burst --set subscribers=1000 --set messages=100 --set rate=3.34; done
 for i in $(seq 1 $N); do run confab_burstmsg_$i "$OUT/mixed.json" "$cp" -s burst_msg --set subscribers=1000 --set messages=100 --set rate=3.34; done
 fi
+# What the server says it did: deliveries, and how many came from shared renders.
+curl -fsS "http://127.0.0.1:$cport/metrics" | grep -E '^confab_subscription_events_(delivered|shared)_total' || true
