@@ -194,6 +194,11 @@ impl Endpoint {
     pub fn shared_groups(&self) -> usize {
         self.groups.live()
     }
+
+    /// How many shared renders the groups keep now.
+    pub fn shared_renders_kept(&self) -> usize {
+        self.groups.kept()
+    }
 }
 
 impl Endpoint {

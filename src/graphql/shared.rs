@@ -24,7 +24,10 @@ use std::{
     any::Any,
     borrow::Cow,
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use async_graphql::{
@@ -34,8 +37,13 @@ use async_graphql::{
 use uuid::Uuid;
 
 /// How many recent events each group keeps rendered: enough for subscribers
-/// a few events apart, while each render keeps its values alive.
+/// a few events apart, while each render keeps its values alive. A group
+/// never keeps more than it has other subscribers (a lone subscription keeps
+/// none), so kept renders never outnumber subscriptions, however many
+/// distinct documents a client opens.
 const KEEP: usize = 16;
+/// A render larger than this is sent but not kept.
+const MAX_KEPT_BYTES: usize = 64 * 1024;
 
 /// A value an event's render is made of, compared by identity.
 pub type Part = Arc<dyn Any + Send + Sync>;
@@ -106,12 +114,14 @@ impl<T: OutputType + Shareable> OutputType for Shared<T> {
         let value = self.0.resolve(ctx, field).await;
         let track = sharing.end();
         let errors_after = ctx.query_env.errors.lock().map_or(1, |e| e.len());
+        let others = Arc::strong_count(&sharing.group).saturating_sub(1);
         if let (Ok(value), Some(outside)) = (&value, track.outside())
             && errors_after == errors_before
+            && others > 0
         {
             let alias = field.node.response_key().node.as_str();
             if let Some(payload) = payload_of(alias, value) {
-                sharing.group.keep(identity, payload, outside);
+                sharing.group.keep(identity, payload, outside, others);
             }
         }
         value
@@ -196,9 +206,10 @@ impl Sharing {
 }
 
 /// The subscriptions that run one document with the same variables.
-#[derive(Default)]
 struct Group {
     renders: Mutex<VecDeque<Render>>,
+    /// Renders kept by every group (`Groups::kept`).
+    kept: Arc<AtomicUsize>,
 }
 
 struct Render {
@@ -219,19 +230,33 @@ impl Group {
             .map(|r| r.payload.clone())
     }
 
-    fn keep(&self, identity: Identity, payload: Arc<str>, outside: Box<[Uuid]>) {
+    /// Keeps a render, the group having `others` subscribers besides the renderer.
+    fn keep(&self, identity: Identity, payload: Arc<str>, outside: Box<[Uuid]>, others: usize) {
+        let cap = KEEP.min(others);
+        if cap == 0 || payload.len() > MAX_KEPT_BYTES {
+            return;
+        }
         let mut renders = lock(&self.renders);
         if renders.iter().any(|r| r.identity.same(&identity)) {
             return;
         }
-        if renders.len() >= KEEP {
+        while renders.len() >= cap {
             renders.pop_front();
+            self.kept.fetch_sub(1, Ordering::Relaxed);
         }
         renders.push_back(Render {
             identity,
             payload,
             outside,
         });
+        self.kept.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let renders = lock(&self.renders).len();
+        self.kept.fetch_sub(renders, Ordering::Relaxed);
     }
 }
 
@@ -239,6 +264,7 @@ impl Group {
 #[derive(Default)]
 pub struct Groups {
     groups: Mutex<GroupMap>,
+    kept: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -269,9 +295,17 @@ impl Groups {
             map.by_key.retain(|_, g| g.strong_count() > 0);
             map.sweep_at = (map.by_key.len() * 2).max(64);
         }
-        let group = Arc::new(Group::default());
+        let group = Arc::new(Group {
+            renders: Mutex::default(),
+            kept: self.kept.clone(),
+        });
         map.by_key.insert(key, Arc::downgrade(&group));
         group
+    }
+
+    /// How many renders all groups keep now.
+    pub fn kept(&self) -> usize {
+        self.kept.load(Ordering::Relaxed)
     }
 
     /// How many groups are live (tests, metrics).

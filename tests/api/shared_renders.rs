@@ -270,3 +270,64 @@ async fn a_room_of_identical_subscriptions_renders_each_event_once() {
     let shared = after.moved(&before, SHARED);
     assert!(shared >= 40.0 - 2.0 * 5.0, "{shared} of 40 shared");
 }
+
+/// Renders kept across all groups, waited for (a group goes when its last
+/// subscription's task ends).
+async fn kept_becomes(app: &TestApp, expected: usize) {
+    within(10, async {
+        while app.app.endpoint.shared_renders_kept() != expected {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn distinct_documents_or_huge_renders_keep_nothing() {
+    let app = TestApp::spawn_with(|c| c.limits.sockets_per_user = 100).await;
+    let owner = app.register("sr_host").await;
+    let guest = app.register("sr_guest").await;
+    let room = create_room(&app, &owner, "hostile").await;
+    join(&app, &guest, &room).await;
+    // Twenty distinct documents (one alias each): twenty groups of one.
+    let mut subs = Vec::new();
+    for i in 0..20 {
+        let doc =
+            format!("subscription($r: ID!) {{ a{i}: messageAdded(roomId: $r) {{ content }} }}");
+        subs.push(Sub::open(&app, &guest, "lone", &doc, &room).await);
+    }
+    // Two identical subscriptions whose big renders are over 64 KiB: ten
+    // aliases of a 4,000-emoji content (16 KB of UTF-8 each).
+    let aliases: Vec<String> = (0..10).map(|i| format!("c{i}: content")).collect();
+    let huge = format!(
+        "subscription($r: ID!) {{ messageAdded(roomId: $r) {{ {} }} }}",
+        aliases.join(" ")
+    );
+    subs.push(Sub::open(&app, &guest, "huge", &huge, &room).await);
+    subs.push(Sub::open(&app, &owner, "huge", &huge, &room).await);
+    // Two identical small ones: the one group that may keep a render.
+    subs.push(Sub::open(&app, &guest, "pair", MESSAGES, &room).await);
+    subs.push(Sub::open(&app, &owner, "pair", MESSAGES, &room).await);
+    let content_of = |item: &Value| {
+        item.as_object()
+            .and_then(|o| o.values().find_map(Value::as_str))
+            .unwrap_or("")
+            .to_owned()
+    };
+    for n in 0..10 {
+        // 4,000 characters of 4 bytes: each huge render is ~160 KB.
+        let text = format!("{n}{}", "👍".repeat(3999));
+        send(&app, &owner, &room, &text).await;
+        for sub in &mut subs {
+            let items = sub
+                .until(|i| content_of(i) == text || content(i) == text)
+                .await;
+            assert!(!items.is_empty());
+        }
+    }
+    // The lone groups keep nothing, the huge renders are not kept, and the
+    // pair keeps one render (it has one other subscriber).
+    assert_eq!(app.app.endpoint.shared_renders_kept(), 1);
+    drop(subs);
+    kept_becomes(&app, 0).await;
+}
