@@ -607,11 +607,6 @@ impl Connection {
                 if tx.send(out).await.is_err() || panicked {
                     break;
                 }
-                // Events come in batches to a room's subscribers: let every
-                // other subscriber have this one before this task takes the
-                // next, so one event's last delivery does not wait behind
-                // every subscriber's whole batch.
-                tokio::task::yield_now().await;
             }
             let _ = tx
                 .send(Outgoing::Done {
