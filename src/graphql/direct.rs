@@ -275,13 +275,13 @@ impl DirectSubscription {
     ) -> async_graphql::Result<impl Stream<Item = DirectMessage> + use<>> {
         let viewer = ctx.require_viewer()?;
         let state = ctx.state();
-        let feed = live::direct_feed(
+        let feed = Box::pin(live::direct_feed(
             state.db.clone(),
             state.broker.as_ref(),
             state.metrics.clone(),
             viewer.user_id,
             None,
-        )
+        ))
         .await?;
         Ok(feed.into_messages().map(DirectMessage::new))
     }

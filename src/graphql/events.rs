@@ -481,14 +481,14 @@ impl EventSubscription {
             .map(|c| decode_room_event_cursor(&c, room_id))
             .transpose()?;
         let state = ctx.state();
-        let feed = room_stream::room_feed(
+        let feed = Box::pin(room_stream::room_feed(
             &state.db,
             state.broker.as_ref(),
             &state.live_rooms,
             viewer.user_id,
             room_id,
             after,
-        )
+        ))
         .await?;
         let me = viewer.user_id;
         Ok(feed.into_stream().filter_map(move |item| async move {
@@ -518,13 +518,13 @@ impl EventSubscription {
             None => None,
         };
         let state = ctx.state();
-        let feed = live::direct_feed(
+        let feed = Box::pin(live::direct_feed(
             state.db.clone(),
             state.broker.as_ref(),
             state.metrics.clone(),
             viewer.user_id,
             after,
-        )
+        ))
         .await?;
         Ok(feed.into_stream().map(DirectEvent))
     }

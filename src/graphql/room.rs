@@ -644,14 +644,14 @@ impl RoomSubscription {
         let viewer = ctx.require_viewer()?;
         let room_id = id::decode(&room_id, NodeType::Room)?;
         let state = ctx.state();
-        let feed = room_stream::room_feed(
+        let feed = Box::pin(room_stream::room_feed(
             &state.db,
             state.broker.as_ref(),
             &state.live_rooms,
             viewer.user_id,
             room_id,
             None,
-        )
+        ))
         .await?;
         Ok(feed.into_messages().map(|m| Shared(Message::live(m))))
     }

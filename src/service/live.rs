@@ -118,7 +118,8 @@ pub struct DirectFeed {
 }
 
 /// The viewer's direct events after `after` (a position of their stream;
-/// None: from now on), then live.
+/// None: from now on), then live. Box this future in a resolver, as
+/// `room_feed`'s.
 pub async fn direct_feed(
     db: DatabaseConnection,
     broker: &dyn Broker,

@@ -535,7 +535,9 @@ pub struct RoomFeed {
 }
 
 /// The room's events after `after` (a position of its stream; None: from
-/// now on), then live.
+/// now on), then live. Subscription resolvers box this future: its reads
+/// would otherwise stay inline in the subscription's state (some 2 KB) for
+/// as long as the subscription lives.
 pub async fn room_feed(
     db: &DatabaseConnection,
     broker: &dyn Broker,
