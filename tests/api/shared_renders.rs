@@ -274,7 +274,7 @@ async fn a_room_of_identical_subscriptions_renders_each_event_once() {
 /// Renders kept across all groups, waited for (a group goes when its last
 /// subscription's task ends).
 async fn kept_becomes(app: &TestApp, expected: usize) {
-    within(10, async {
+    within(30, async {
         while app.app.endpoint.shared_renders_kept() != expected {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
