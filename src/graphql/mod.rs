@@ -195,9 +195,9 @@ impl Endpoint {
         self.groups.live()
     }
 
-    /// How many shared renders the groups keep now.
-    pub fn shared_renders_kept(&self) -> usize {
-        self.groups.kept()
+    /// How many bytes of shared renders the groups keep now.
+    pub fn shared_render_bytes(&self) -> usize {
+        self.groups.kept_bytes()
     }
 }
 

@@ -208,7 +208,7 @@ impl Sharing {
 /// The subscriptions that run one document with the same variables.
 struct Group {
     renders: Mutex<VecDeque<Render>>,
-    /// Renders kept by every group (`Groups::kept`).
+    /// Bytes of the renders every group keeps (`Groups::kept_bytes`).
     kept: Arc<AtomicUsize>,
 }
 
@@ -241,22 +241,23 @@ impl Group {
             return;
         }
         while renders.len() >= cap {
-            renders.pop_front();
-            self.kept.fetch_sub(1, Ordering::Relaxed);
+            if let Some(old) = renders.pop_front() {
+                self.kept.fetch_sub(old.payload.len(), Ordering::Relaxed);
+            }
         }
+        self.kept.fetch_add(payload.len(), Ordering::Relaxed);
         renders.push_back(Render {
             identity,
             payload,
             outside,
         });
-        self.kept.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let renders = lock(&self.renders).len();
-        self.kept.fetch_sub(renders, Ordering::Relaxed);
+        let bytes: usize = lock(&self.renders).iter().map(|r| r.payload.len()).sum();
+        self.kept.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -303,8 +304,8 @@ impl Groups {
         group
     }
 
-    /// How many renders all groups keep now.
-    pub fn kept(&self) -> usize {
+    /// How many bytes of renders all groups keep now.
+    pub fn kept_bytes(&self) -> usize {
         self.kept.load(Ordering::Relaxed)
     }
 
