@@ -2370,6 +2370,24 @@ async fn concurrent_leaves_of_one_member_record_one_member_left() {
     assert_eq!(actors(&events), ["alice", "bob", "bob"]);
 }
 
+/// A message deleted on several requests at once: one tombstone, one
+/// MESSAGE_DELETED (the others find it deleted under the room's lock).
+#[tokio::test]
+async fn concurrent_deletes_of_one_message_record_one_message_deleted() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let r = create_room(&app, &alice, "Room").await;
+    let m = sid(&post(&app, &alice, &r, "bye").await);
+    for v in join_all((0..4).map(|_| delete(&app, Some(&alice), &m))).await {
+        assert_eq!(field(&v, "deleteMessage")["content"], "", "{v}");
+    }
+    let events = all_events(&app, &alice, &r, None).await;
+    assert_eq!(
+        kinds(&events),
+        ["MEMBER_JOINED", "MESSAGE_ADDED", "MESSAGE_DELETED"]
+    );
+}
+
 #[tokio::test]
 async fn room_event_subscriptions_check_membership_and_cursors() {
     let app = TestApp::spawn().await;
