@@ -2253,6 +2253,32 @@ async fn resuming_while_others_send_leaves_no_gap_and_no_repeat() {
     }
 }
 
+/// Without `after`, a room stream starts at the room's head: what was stored
+/// before never comes first, the first event is one sent after.
+#[tokio::test]
+async fn a_room_stream_without_a_cursor_starts_at_the_head() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "Room").await;
+    join(&app, &bob, &r).await;
+    post(&app, &alice, &r, "old").await;
+    let mut feed = room_feed(&app, &bob, &r, None, PROTOCOLS[0]).await;
+    // Until the feed is attached a marker may come before its start: send
+    // another until one arrives.
+    let first = within(20, async {
+        loop {
+            post(&app, &alice, &r, "marker").await;
+            if let Some(msg) = feed.raw(300).await {
+                break feed.item(&msg);
+            }
+        }
+    })
+    .await;
+    assert_eq!(first["kind"], "MESSAGE_ADDED", "{first}");
+    assert_eq!(first["message"]["content"], "marker", "{first}");
+}
+
 #[tokio::test]
 async fn a_leavers_room_stream_ends_with_their_own_member_left() {
     let app = TestApp::spawn().await;
@@ -2323,6 +2349,43 @@ async fn a_leavers_room_stream_ends_with_their_own_member_left() {
             .await;
         assert_eq!(v["node"], Value::Null);
     }
+}
+
+/// One member leaving on several requests at once: one leave, so one
+/// MEMBER_LEFT (the others find the membership gone under the room's lock
+/// and change nothing).
+#[tokio::test]
+async fn concurrent_leaves_of_one_member_record_one_member_left() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let r = create_room(&app, &alice, "Room").await;
+    join(&app, &bob, &r).await;
+    join_all((0..4).map(|_| leave(&app, &bob, &r))).await;
+    let events = all_events(&app, &alice, &r, None).await;
+    assert_eq!(
+        kinds(&events),
+        ["MEMBER_JOINED", "MEMBER_JOINED", "MEMBER_LEFT"]
+    );
+    assert_eq!(actors(&events), ["alice", "bob", "bob"]);
+}
+
+/// A message deleted on several requests at once: one tombstone, one
+/// MESSAGE_DELETED (the others find it deleted under the room's lock).
+#[tokio::test]
+async fn concurrent_deletes_of_one_message_record_one_message_deleted() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let r = create_room(&app, &alice, "Room").await;
+    let m = sid(&post(&app, &alice, &r, "bye").await);
+    for v in join_all((0..4).map(|_| delete(&app, Some(&alice), &m))).await {
+        assert_eq!(field(&v, "deleteMessage")["content"], "", "{v}");
+    }
+    let events = all_events(&app, &alice, &r, None).await;
+    assert_eq!(
+        kinds(&events),
+        ["MEMBER_JOINED", "MESSAGE_ADDED", "MESSAGE_DELETED"]
+    );
 }
 
 #[tokio::test]
