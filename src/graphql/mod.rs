@@ -190,11 +190,6 @@ impl Endpoint {
         })
     }
 
-    /// How many groups of identical subscriptions are live.
-    pub fn shared_groups(&self) -> usize {
-        self.groups.live()
-    }
-
     /// How many bytes of shared renders the groups keep now.
     pub fn shared_render_bytes(&self) -> usize {
         self.groups.kept_bytes()

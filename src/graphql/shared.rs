@@ -308,15 +308,6 @@ impl Groups {
     pub fn kept_bytes(&self) -> usize {
         self.kept.load(Ordering::Relaxed)
     }
-
-    /// How many groups are live (tests, metrics).
-    pub fn live(&self) -> usize {
-        lock(&self.groups)
-            .by_key
-            .values()
-            .filter(|g| g.strong_count() > 0)
-            .count()
-    }
 }
 
 /// One string naming the document, the operation and the variables (which
